@@ -1,0 +1,34 @@
+"""
+upgrade_plugin: HTTP/1.1 Upgrade for Twisted.
+
+C{Connection: upgrade} + C{Upgrade: proto/ver, ...} -> C{101 Switching
+Protocols} -> the same connection continues in the new protocol
+(RFC 9110 §7.8), with every byte the client sent after the request.
+"""
+
+from ._interfaces import (
+    Accept,
+    Decision,
+    Decline,
+    IUpgradeAware,
+    IUpgradeTarget,
+    Reject,
+    UpgradeRequest,
+)
+from ._registry import ProtocolFactoryTarget, UpgradeRegistry
+from ._tokens import ProtocolToken
+from .resource import UpgradeResource
+
+__all__ = [
+    "Accept",
+    "Decision",
+    "Decline",
+    "IUpgradeAware",
+    "IUpgradeTarget",
+    "ProtocolFactoryTarget",
+    "ProtocolToken",
+    "Reject",
+    "UpgradeRegistry",
+    "UpgradeRequest",
+    "UpgradeResource",
+]

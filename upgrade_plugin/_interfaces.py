@@ -1,0 +1,142 @@
+"""
+The contracts between the upgrade machinery and the targets it switches to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IProtocol
+from twisted.web.http_headers import Headers
+from zope.interface import Interface
+
+from ._tokens import ProtocolToken
+
+__all__ = [
+    "Accept",
+    "Decision",
+    "Decline",
+    "IUpgradeAware",
+    "IUpgradeTarget",
+    "Reject",
+    "UpgradeRequest",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpgradeRequest:
+    """
+    A snapshot of the HTTP/1.1 request that asked for an upgrade.
+
+    After a 101 the new protocol owes this request an answer in its own
+    framing (RFC 9110 §7.8: the server "will respond to the original request
+    using the new protocol"); this is everything it needs to do so, with no
+    reference to twisted.web's L{Request} or channel.
+
+    @ivar method: the request method, e.g. C{b"GET"}.
+    @ivar uri: the request-target as sent, e.g. C{b"/chat?room=1"}.
+    @ivar version: the request's HTTP version, e.g. C{b"HTTP/1.1"}.
+    @ivar headers: a copy of the request's header fields.
+    @ivar body: the complete request body (read before the switch).
+    @ivar protocol: the protocol chosen from the client's C{Upgrade} offer,
+        spelled as the client sent it.
+    @ivar peer: the client's address.
+    @ivar host: the server's address on this connection.
+    @ivar secure: whether the connection is already TLS.
+    """
+
+    method: bytes
+    uri: bytes
+    version: bytes
+    headers: Headers
+    body: bytes
+    protocol: ProtocolToken
+    peer: IAddress | None
+    host: IAddress | None
+    secure: bool
+
+    def header(self, name: bytes) -> list[bytes]:
+        """
+        All values of header C{name} (case-insensitive), in order; empty if
+        absent.
+        """
+        return list(self.headers.getRawHeaders(name, []))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Accept:
+    """
+    Switch to C{protocol}.
+
+    @ivar protocol: the new protocol; it is connected to the transport right
+        after the 101 is written and receives every byte the client sent
+        after the request.
+    @ivar headers: extra header fields for the 101 response.
+    @ivar upgrade: the value of the 101's C{Upgrade} field when it must differ
+        from the chosen protocol (several layers, listed bottom-up; RFC 9110
+        §7.8).
+    """
+
+    protocol: IProtocol
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    upgrade: bytes | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decline:
+    """
+    Do not switch to this protocol; the next protocol the client offered is
+    tried, and without one the request is answered normally.
+    """
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reject:
+    """
+    Refuse the upgrade with a final HTTP/1.1 response, e.g. 403 for a
+    disallowed origin. The connection stays HTTP/1.1.
+    """
+
+    code: int
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    body: bytes = b""
+
+
+Decision = Accept | Decline | Reject
+
+
+class IUpgradeTarget(Interface):
+    """
+    A protocol that a request may be upgraded to, with a say in each request.
+
+    Any L{twisted.internet.interfaces.IProtocolFactory} can be registered as
+    well; it is adapted to a target that accepts every offer.
+    """
+
+    def upgradeRequested(
+        request: UpgradeRequest,
+    ) -> Decision | Deferred[Decision]:
+        """
+        Decide on one offered upgrade.
+
+        Return L{Accept} (with the protocol to switch to), L{Decline} or
+        L{Reject}, or a L{Deferred} firing with one of them. An exception is
+        a server error: the request is answered with 500 and the connection
+        keeps serving.
+        """
+
+
+class IUpgradeAware(Interface):
+    """
+    Optionally provided by a protocol that is switched to, to learn which
+    request it was switched for.
+    """
+
+    def upgradeAccepted(request: UpgradeRequest) -> None:
+        """
+        Called once, after the 101 is written and before C{makeConnection},
+        so that C{connectionMade} can already answer C{request} in the new
+        protocol.
+        """

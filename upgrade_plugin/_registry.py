@@ -1,0 +1,159 @@
+"""
+L{UpgradeRegistry}: upgrade tokens mapped to the targets that serve them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IProtocolFactory
+from zope.interface import implementer
+
+from ._interfaces import Accept, Decision, Decline, IUpgradeTarget, UpgradeRequest
+from ._tokens import ProtocolToken, parseProtocol
+
+__all__ = ["ProtocolFactoryTarget", "Registration", "UpgradeRegistry"]
+
+
+@implementer(IUpgradeTarget)
+class ProtocolFactoryTarget:
+    """
+    Adapts a plain L{IProtocolFactory} to L{IUpgradeTarget}: every offer is
+    accepted with C{factory.buildProtocol(peer)}; a factory that returns
+    L{None} (Twisted's way of refusing a connection) declines.
+
+    The factory's C{doStart}/C{doStop} are not called: the protocols it
+    builds arrive on connections that some other factory accepted.
+    """
+
+    def __init__(self, factory: IProtocolFactory) -> None:
+        self.factory = factory
+
+    def upgradeRequested(self, request: UpgradeRequest) -> Decision:
+        protocol = self.factory.buildProtocol(request.peer)  # type: ignore[arg-type]
+        if protocol is None:
+            return Decline()
+        return Accept(protocol=protocol)
+
+    def __repr__(self) -> str:
+        return f"ProtocolFactoryTarget({self.factory!r})"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """
+    One registered token and its target.
+
+    @ivar token: the token as registered; its spelling is the one the 101
+        echoes (RFC 9110 §16.7: tokens are registered in a preferred case).
+    """
+
+    token: ProtocolToken
+    target: IUpgradeTarget
+
+    def upgradeValue(self, offered: ProtocolToken) -> bytes:
+        """
+        The C{Upgrade} value of a 101 that accepts C{offered} through this
+        registration: the registered spelling, with the offered version when
+        the registration names none.
+        """
+        version = self.token.version
+        if version is None:
+            version = offered.version
+        return ProtocolToken(name=self.token.name, version=version).toBytes()
+
+
+def _target(target: object) -> IUpgradeTarget:
+    if IUpgradeTarget.providedBy(target):
+        return target
+    if IProtocolFactory.providedBy(target):
+        return ProtocolFactoryTarget(target)
+    raise TypeError(f"{target!r} provides neither IUpgradeTarget nor IProtocolFactory")
+
+
+class UpgradeRegistry:
+    """
+    The protocols a server is willing to upgrade to.
+
+    Tokens are C{name} or C{name/version} (RFC 9110 §7.8). Names compare
+    case-insensitively, versions exactly: C{foo/2} serves an offer of
+    C{FOO/2} but not C{foo/3} or a bare C{foo}. A token registered without
+    a version serves an offer of that name with any version or none (so
+    C{TLS} serves C{TLS/1.2}); an exact registration is preferred over it.
+
+    The order of registration is the server's order of preference: it is the
+    order of C{Upgrade} in a 426 or an advertisement (RFC 9110 §15.5.22
+    "descending preference"), and the order of choice when
+    C{preferServerOrder} is set. By default the client's order decides
+    (RFC 9110 §7.8 lets the server choose either way).
+    """
+
+    def __init__(self, *, preferServerOrder: bool = False) -> None:
+        self.preferServerOrder = preferServerOrder
+        self._registrations: dict[tuple[str, str | None], Registration] = {}
+
+    def register(self, token: str, target: object) -> None:
+        """
+        Serve upgrades to C{token} with C{target}: an L{IUpgradeTarget}, or
+        any L{IProtocolFactory}. Registering a token again replaces its
+        target and keeps its place in the order of preference.
+
+        @raise ValueError: if C{token} is not C{token ["/" token]}.
+        """
+        parsed = parseProtocol(token.encode("ascii", "replace"))
+        if parsed is None:
+            raise ValueError(f"not an upgrade token: {token!r}")
+        key = (parsed.key, parsed.version)
+        self._registrations[key] = Registration(parsed, _target(target))
+
+    def unregister(self, token: str) -> None:
+        """
+        Stop serving C{token}.
+
+        @raise KeyError: if it was not registered.
+        """
+        parsed = parseProtocol(token.encode("ascii", "replace"))
+        if parsed is None:
+            raise KeyError(token)
+        del self._registrations[(parsed.key, parsed.version)]
+
+    def tokens(self) -> list[bytes]:
+        """
+        The registered tokens in descending preference, as they go in an
+        C{Upgrade} field.
+        """
+        return [r.token.toBytes() for r in self._registrations.values()]
+
+    def lookup(self, offered: ProtocolToken) -> Registration | None:
+        """
+        The registration that serves C{offered}, if any.
+        """
+        registrations = self._registrations
+        return registrations.get((offered.key, offered.version)) or registrations.get(
+            (offered.key, None)
+        )
+
+    def candidates(
+        self, offered: list[ProtocolToken]
+    ) -> list[tuple[ProtocolToken, Registration]]:
+        """
+        The offered protocols this registry serves, each with its
+        registration, in the order they are to be tried. Only offered
+        protocols are ever returned (RFC 9110 §7.8: a server MUST NOT switch
+        to a protocol that was not indicated by the client).
+        """
+        found = []
+        seen = set()
+        for protocol in offered:
+            registration = self.lookup(protocol)
+            key = (protocol.key, protocol.version)
+            if registration is not None and key not in seen:
+                seen.add(key)
+                found.append((protocol, registration))
+        if self.preferServerOrder:
+            order = {id(r): i for i, r in enumerate(self._registrations.values())}
+            found.sort(key=lambda pair: order[id(pair[1])])
+        return found
+
+    def __len__(self) -> int:
+        return len(self._registrations)

@@ -1,0 +1,219 @@
+"""
+The in-place switch from twisted.web's HTTP/1.1 channel to a new protocol.
+
+This is the ONLY module that touches twisted.web internals. It relies on:
+
+  - C{HTTPChannel._dataBuffer} (bytes received while a request is being
+    handled) and C{LineReceiver._buffer} (the unparsed rest of the segment
+    the request arrived in): together, every byte the client sent after the
+    request;
+  - C{HTTPChannel._networkProducer}, C{setTimeout}, C{persistent},
+    C{_abortingCall}: the channel's producer registration and timers;
+  - C{_GenericHTTPChannelProtocol._channel}, documented there as replaceable
+    "if a HTTP protocol upgrade takes place", the same route Twisted takes
+    for ALPN h2;
+  - C{Request.startedWriting}, C{chunked}, C{code}, C{code_message},
+    C{_disconnected}, so that C{Request.finish()} logs the 101 and fires
+    C{notifyFinish()} without writing anything.
+
+Supported Twisted: L{SUPPORTED_TWISTED}. C{tests/test_switch_internals.py}
+pins each of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IProtocol
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
+
+from ._interfaces import IUpgradeAware, UpgradeRequest
+
+__all__ = [
+    "SUPPORTED_TWISTED",
+    "canSwitch",
+    "requestBody",
+    "switchProtocol",
+    "writeSwitchingProtocols",
+]
+
+SUPPORTED_TWISTED = ">=25.5.0,<27"
+
+_log = Logger()
+
+# How far to walk from a channel's transport to the protocol the transport
+# delivers to: TCP -> [HAProxy wrapper ->] generic channel, or
+# TLSMemoryBIOProtocol -> generic channel.
+_MAX_WRAPPER_DEPTH = 8
+
+
+def canSwitch(request: Request) -> bool:
+    """
+    Can C{request}'s connection be switched now?
+
+    Only an HTTP/1.x channel (never an HTTP/2 stream, RFC 9113 §8.6) whose
+    head-of-line request is C{request}, still connected, with nothing of the
+    response written yet.
+    """
+    channel = getattr(request, "channel", None)
+    if not isinstance(channel, HTTPChannel):
+        return False
+    transport = channel.transport
+    return (
+        transport is not None
+        and not getattr(transport, "disconnecting", False)
+        and not request._disconnected
+        and not request.startedWriting
+        and not request.finished
+        and channel.requests == [request]
+    )
+
+
+def requestBody(request: Request) -> bytes:
+    """
+    The whole body of C{request}: twisted.web reads it completely before
+    rendering, so nothing of it can be mistaken for new-protocol bytes
+    (RFC 9112 §6.3, RFC 7540 §3.2).
+    """
+    content = request.content
+    if content is None:
+        return b""
+    position = content.tell()
+    content.seek(0)
+    body = content.read()
+    content.seek(position)
+    return bytes(body)
+
+
+def writeSwitchingProtocols(
+    transport: Any, upgrade: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """
+    Write a 101 head raw (RFC 9110 §15.2.2): through C{Request} it would get
+    C{Content-Type} and C{Transfer-Encoding}, which a 1xx must not carry
+    (RFC 9110 §8.6, RFC 9112 §6.1).
+    """
+    lines = [
+        b"HTTP/1.1 101 Switching Protocols",
+        b"Upgrade: " + upgrade,
+        b"Connection: Upgrade",
+    ]
+    lines.extend(name + b": " + value for name, value in headers)
+    lines.append(b"\r\n")
+    transport.write(b"\r\n".join(lines))
+
+
+def _genericWrapper(channel: HTTPChannel) -> Any:
+    """
+    Find the L{_GenericHTTPChannelProtocol} that the transport delivers to
+    and that forwards to C{channel}.
+    """
+    pending: list[object] = [channel.transport]
+    seen: set[int] = set()
+    while pending and len(seen) < _MAX_WRAPPER_DEPTH:
+        candidate = pending.pop()
+        if candidate is None or id(candidate) in seen:
+            continue
+        seen.add(id(candidate))
+        if isinstance(candidate, _GenericHTTPChannelProtocol):
+            if candidate._channel is channel:  # type: ignore[comparison-overlap]
+                return candidate
+            continue
+        pending.extend(
+            getattr(candidate, name, None) for name in ("wrappedProtocol", "protocol")
+        )
+    return None
+
+
+def _takeUnparsedBytes(channel: HTTPChannel) -> bytes:
+    """
+    Remove and return every byte the channel has received but not parsed:
+    those buffered while the request was handled, then the rest of the
+    segment being parsed now (RFC 9110 §7.8: the bytes after the request are
+    the new protocol's).
+    """
+    buffered = b"".join(channel._dataBuffer) + channel._buffer
+    channel._dataBuffer = []
+    channel._buffer = b""
+    return buffered
+
+
+def _finishRequest(request: Request) -> None:
+    """
+    Finish C{request} as a 101 for twisted.web's bookkeeping: one access-log
+    line, C{notifyFinish()} fires, the channel drops it. Nothing is written:
+    the 101 head went out raw.
+    """
+    request.code = 101
+    request.code_message = b"Switching Protocols"
+    request.startedWriting = True
+    request.chunked = False
+    request.finish()
+
+
+def _detach(channel: Any) -> None:
+    """
+    Take the channel off the transport: no timers, not the producer, and the
+    transport reading again (twisted.web pauses it past 16 KiB of pipelined
+    bytes).
+    """
+    channel.setTimeout(None)
+    aborting = channel._abortingCall
+    if aborting is not None and aborting.active():
+        aborting.cancel()
+    channel._abortingCall = None
+    networkProducer = channel._networkProducer
+    networkProducer.unregisterProducer()
+    networkProducer.resumeProducing()
+
+
+def switchProtocol(
+    request: Request,
+    protocol: IProtocol,
+    *,
+    upgrade: bytes,
+    headers: list[tuple[bytes, bytes]],
+    upgradeRequest: UpgradeRequest,
+) -> None:
+    """
+    Answer C{request} with a 101 and continue the connection in C{protocol}.
+
+    The caller has checked L{canSwitch}. After this returns, nothing refers
+    to the request or the HTTP channel: the transport delivers to
+    C{protocol}, which has received every byte the client sent after the
+    request, and will get C{connectionLost} exactly once.
+    """
+    channel: Any = request.channel
+    transport: Any = channel.transport
+    unparsed = _takeUnparsedBytes(channel)
+
+    writeSwitchingProtocols(transport, upgrade, headers)
+
+    # Keep requestDone() from closing the connection for a request that
+    # twisted.web judged non-persistent (HTTP/1.9, "Connection: upgrade,
+    # close"): after a 101 the connection belongs to the new protocol.
+    channel.persistent = True
+    _finishRequest(request)
+    _detach(channel)
+
+    wrapper = _genericWrapper(channel)
+    if wrapper is not None:
+        wrapper._channel = protocol
+    else:
+        # A transport we cannot see through: forward from the channel, as
+        # twisted.web.websocket does.
+        channel.dataReceived = protocol.dataReceived
+        channel.connectionLost = protocol.connectionLost
+        channel.requests = []
+
+    if IUpgradeAware.providedBy(protocol):
+        protocol.upgradeAccepted(upgradeRequest)
+    protocol.makeConnection(transport)
+    if unparsed and not transport.disconnecting:
+        protocol.dataReceived(unparsed)
+    _log.debug(
+        "{peer} switched to {upgrade}",
+        peer=upgradeRequest.peer,
+        upgrade=upgrade.decode("ascii"),
+    )

@@ -1,0 +1,273 @@
+"""
+L{UpgradeResource}: HTTP/1.1 Upgrade at any path of an existing twisted.web
+site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import Request
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.server import NOT_DONE_YET
+
+from ._interfaces import Accept, Decision, Decline, Reject, UpgradeRequest
+from ._negotiate import upgradeOffer
+from ._registry import Registration, UpgradeRegistry
+from ._switch import canSwitch, requestBody, switchProtocol
+from ._tokens import ProtocolToken, httpVersion
+
+__all__ = ["UpgradeResource"]
+
+_Candidates = Sequence[tuple[ProtocolToken, Registration]]
+_Rendered = Any  # bytes, or NOT_DONE_YET (an int)
+
+
+def _addConnectionUpgrade(request: Request) -> None:
+    """
+    A sender of C{Upgrade} also sends the C{upgrade} connection option
+    (RFC 9110 §7.8), next to whatever twisted.web put there (C{close}).
+    """
+    existing = request.responseHeaders.getRawHeaders(b"connection", [])
+    request.responseHeaders.setRawHeaders(
+        b"connection", [b", ".join([*existing, b"Upgrade"])]
+    )
+
+
+def _isHTTP1(request: Request, minor: int = 0) -> bool:
+    """
+    Is C{request} HTTP/1.C{minor} or a later 1.x (not HTTP/2, where
+    C{Upgrade} and C{Connection} are forbidden, RFC 9113 §8.2.2)?
+    """
+    version = httpVersion(request.clientproto)
+    return version is not None and version[0] == 1 and version[1] >= minor
+
+
+class UpgradeResource(Resource):
+    """
+    Upgrade requests that offer a protocol in C{registry}; answer the rest
+    with C{fallback}.
+
+    A request is upgraded when it is HTTP/1.1 (or a later 1.x), carries the
+    C{upgrade} connection option, and offers in C{Upgrade} a protocol whose
+    target accepts it; the offers are tried in the client's order (or the
+    registry's, see L{UpgradeRegistry}). Anything else, including requests
+    that arrive over HTTP/2, is rendered by C{fallback} as if no upgrade had
+    been offered. Without a fallback such requests get
+    C{426 Upgrade Required} naming the registry's tokens (RFC 9110
+    §15.5.22), and the connection stays open.
+
+    @param registry: the protocols to upgrade to.
+    @param fallback: the resource for requests that are not upgraded; its
+        children are this resource's children.
+    @param advertise: add C{Upgrade} (and C{Connection: Upgrade}) to the
+        fallback's HTTP/1.1 responses, to tell clients what a future request
+        could switch to (RFC 9110 §7.8 MAY).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        registry: UpgradeRegistry,
+        fallback: IResource | None = None,
+        *,
+        advertise: bool = False,
+    ) -> None:
+        super().__init__()
+        self.registry = registry
+        self.fallback = fallback
+        self.advertise = advertise
+        self.isLeaf = fallback is None or bool(getattr(fallback, "isLeaf", False))
+
+    def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
+        if self.fallback is None:
+            return NoResource()
+        child: IResource = self.fallback.getChildWithDefault(path, request)
+        return child
+
+    def render(self, request: Any) -> _Rendered:
+        offer = upgradeOffer(
+            version=request.clientproto,
+            connection=request.requestHeaders.getRawHeaders(b"connection", []),
+            upgrade=request.requestHeaders.getRawHeaders(b"upgrade", []),
+        )
+        if offer and canSwitch(request):
+            candidates = self.registry.candidates(offer)
+            if candidates:
+                return self._tryFrom(request, candidates, 0, requestBody(request))
+        return self._renderFallback(request)
+
+    def _tryFrom(
+        self, request: Request, candidates: _Candidates, index: int, body: bytes
+    ) -> _Rendered:
+        """
+        Ask the targets of C{candidates[index:]} in turn until one does not
+        decline.
+        """
+        while index < len(candidates):
+            offered, registration = candidates[index]
+            upgradeRequest = _snapshot(request, offered, body)
+            try:
+                decision = registration.target.upgradeRequested(upgradeRequest)
+            except Exception:
+                return self._serverError(request, Failure(), upgradeRequest)
+            if isinstance(decision, Deferred):
+                self._whenDecided(
+                    decision, request, candidates, index, body, upgradeRequest
+                )
+                return NOT_DONE_YET
+            rendered = self._apply(request, registration, upgradeRequest, decision)
+            if rendered is not None:
+                return rendered
+            index += 1
+        return self._renderFallback(request)
+
+    def _whenDecided(
+        self,
+        decision: Deferred[Decision],
+        request: Request,
+        candidates: _Candidates,
+        index: int,
+        body: bytes,
+        upgradeRequest: UpgradeRequest,
+    ) -> None:
+        registration = candidates[index][1]
+
+        def decided(result: Decision) -> None:
+            if request._disconnected:
+                return
+            if isinstance(result, Accept) and not canSwitch(request):
+                result = Decline()
+            rendered = self._apply(request, registration, upgradeRequest, result)
+            if rendered is None:
+                rendered = self._tryFrom(request, candidates, index + 1, body)
+            _finishRendering(request, rendered)
+
+        def failed(failure: Failure) -> None:
+            if not request._disconnected:
+                _finishRendering(
+                    request, self._serverError(request, failure, upgradeRequest)
+                )
+
+        decision.addCallbacks(decided, failed).addErrback(
+            lambda f: self._log.failure("Finishing an upgrade decision", f)
+        )
+
+    def _apply(
+        self,
+        request: Request,
+        registration: Registration,
+        upgradeRequest: UpgradeRequest,
+        decision: Decision,
+    ) -> _Rendered | None:
+        """
+        Carry out C{decision}; L{None} means it declined.
+        """
+        protocol = upgradeRequest.protocol
+        if isinstance(decision, Accept):
+            upgrade = decision.upgrade or registration.upgradeValue(protocol)
+            switchProtocol(
+                request,
+                decision.protocol,
+                upgrade=upgrade,
+                headers=list(decision.headers),
+                upgradeRequest=upgradeRequest,
+            )
+            self._log.debug(
+                "Upgrade of {uri} to {protocol} accepted for {peer}",
+                uri=upgradeRequest.uri,
+                protocol=str(protocol),
+                peer=upgradeRequest.peer,
+            )
+            return NOT_DONE_YET
+        if isinstance(decision, Reject):
+            self._log.info(
+                "Upgrade of {uri} to {protocol} rejected with {code} for {peer}",
+                uri=upgradeRequest.uri,
+                protocol=str(protocol),
+                code=decision.code,
+                peer=upgradeRequest.peer,
+            )
+            request.setResponseCode(decision.code)
+            for name, value in decision.headers:
+                request.responseHeaders.addRawHeader(name, value)
+            return decision.body
+        if isinstance(decision, Decline):
+            self._log.debug(
+                "Upgrade of {uri} to {protocol} declined for {peer}",
+                uri=upgradeRequest.uri,
+                protocol=str(protocol),
+                peer=upgradeRequest.peer,
+            )
+            return None
+        raise TypeError(f"not an upgrade decision: {decision!r}")
+
+    def _serverError(
+        self, request: Request, failure: Failure, upgradeRequest: UpgradeRequest
+    ) -> bytes:
+        """
+        A target failed: a server error for this request only.
+        """
+        self._log.failure(
+            "Upgrade target for {protocol} failed on {uri}",
+            failure,
+            protocol=str(upgradeRequest.protocol),
+            uri=upgradeRequest.uri,
+        )
+        request.setResponseCode(500)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"500 Internal Server Error\n"
+
+    def _renderFallback(self, request: Request) -> _Rendered:
+        if self.fallback is None:
+            return self._upgradeRequired(request)
+        if self.advertise and _isHTTP1(request, 1) and self.registry.tokens():
+            request.setHeader(b"upgrade", b", ".join(self.registry.tokens()))
+            _addConnectionUpgrade(request)
+        return self.fallback.render(request)
+
+    def _upgradeRequired(self, request: Request) -> bytes:
+        """
+        426 Upgrade Required: a final response naming the protocols this
+        resource needs in descending preference, with C{Connection: Upgrade}
+        (RFC 9110 §15.5.22, §7.8) and a short body (RFC 2817 §4.2).
+        """
+        tokens = b", ".join(self.registry.tokens())
+        request.setResponseCode(426, b"Upgrade Required")
+        if _isHTTP1(request):
+            request.setHeader(b"upgrade", tokens)
+            _addConnectionUpgrade(request)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"426 Upgrade Required: use one of these protocols: %s\n" % (tokens,)
+
+
+def _snapshot(request: Request, offered: ProtocolToken, body: bytes) -> UpgradeRequest:
+    return UpgradeRequest(
+        method=request.method,
+        uri=request.uri,
+        version=request.clientproto,
+        headers=request.requestHeaders.copy(),
+        body=body,
+        protocol=offered,
+        peer=request.getClientAddress(),
+        host=request.getHost(),
+        secure=request.isSecure(),
+    )
+
+
+def _finishRendering(request: Request, rendered: _Rendered) -> None:
+    """
+    Complete a render that was left pending while a target decided.
+    """
+    if rendered is NOT_DONE_YET:
+        return
+    request.setHeader(b"content-length", b"%d" % (len(rendered),))
+    if request.method != b"HEAD":
+        request.write(rendered)
+    request.finish()
