@@ -1,0 +1,770 @@
+"""
+L{UpgradeResource} driven in memory: exact bytes of the 101, the switch,
+and every bad input's exact answer.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from typing import Any, ClassVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from zope.interface import implementer
+
+from upgrade_plugin import (
+    Accept,
+    Decision,
+    Decline,
+    IUpgradeTarget,
+    Reject,
+    UpgradeRegistry,
+    UpgradeRequest,
+    UpgradeResource,
+)
+
+from .helpers import (
+    PEER,
+    SWITCHED_FOO,
+    Hello,
+    ListLog,
+    Recorder,
+    RecorderFactory,
+    connect,
+    memorySite,
+    parseResponses,
+    rawRequest,
+)
+
+UPGRADE_REQUIRED_BODY = b"426 Upgrade Required: use one of these protocols: foo/2\n"
+
+
+@implementer(IUpgradeTarget)
+class Scripted:
+    """
+    A target that answers with whatever the test says.
+    """
+
+    def __init__(self, decide: Any) -> None:
+        self.decide = decide
+        self.requests: list[UpgradeRequest] = []
+
+    def upgradeRequested(
+        self, request: UpgradeRequest
+    ) -> Decision | Deferred[Decision]:
+        self.requests.append(request)
+        result: Decision | Deferred[Decision] = self.decide(request)
+        return result
+
+
+class Capture(Resource):
+    """
+    Remembers the twisted.web requests that reach C{wrapped}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, wrapped: Resource) -> None:
+        super().__init__()
+        self.wrapped = wrapped
+        self.requests: list[Any] = []
+
+    def render(self, request: Any) -> Any:
+        self.requests.append(request)
+        return self.wrapped.render(request)
+
+
+class Base(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.factory = RecorderFactory()
+        self.registry = UpgradeRegistry()
+        self.registry.register("foo/2", self.factory)
+
+    def serve(
+        self,
+        fallback: Resource | None = None,
+        *,
+        timeout: float | None = None,
+        capture: bool = True,
+        **kw: Any,
+    ) -> None:
+        self.resource = UpgradeResource(self.registry, fallback, **kw)
+        self.capture = Capture(self.resource)
+        self.site, self.clock = memorySite(self.capture if capture else self.resource)
+        if timeout is not None:
+            self.site.timeOut = timeout
+        self.accessLog = ListLog()
+        self.site.logFile = self.accessLog
+        self.protocol, self.transport = connect(self.site)
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    @property
+    def upgraded(self) -> Recorder:
+        [protocol] = self.factory.built
+        return protocol
+
+
+class SwitchTests(Base):
+    """
+    The 101 and the in-place switch (RFC 9110 §7.8, §15.2.2).
+    """
+
+    def test_exactHead(self) -> None:
+        """
+        S19, S21: the status line is exact and the 101 carries only
+        Upgrade and Connection: no Content-Length, Transfer-Encoding,
+        Content-Type, Date or Server.
+        """
+        self.serve()
+        self.send(rawRequest())
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        self.assertEqual(self.factory.addresses, [PEER])
+        self.assertIs(self.upgraded.transport, self.transport)
+
+    def test_registeredSpellingEchoed(self) -> None:
+        """
+        G3: names compare case-insensitively; the 101 uses the registered
+        spelling.
+        """
+        self.serve()
+        self.send(
+            rawRequest(
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"UPGRADE"),
+                    (b"Upgrade", b"FOO/2"),
+                ]
+            )
+        )
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+
+    def test_headerVariants(self) -> None:
+        """
+        G4-G6: offers spread over several lines, with empty members, in any
+        case, without OWS.
+        """
+        variants = [
+            [(b"Connection", b"keep-alive"), (b"Connection", b"Upgrade")],
+            [(b"Connection", b"Upgrade"), (b"Connection", b"keep-alive")],
+            [(b"Connection", b"keep-alive,upgrade")],
+            [(b"Connection", b",Upgrade,")],
+        ]
+        for connection in variants:
+            self.factory.built.clear()
+            self.serve()
+            self.send(
+                rawRequest(
+                    headers=[
+                        (b"Host", b"x"),
+                        *connection,
+                        (b"Upgrade", b", bar"),
+                        (b"Upgrade", b"foo/1/2, foo/2 ,,"),
+                    ]
+                )
+            )
+            self.assertEqual(self.transport.value(), SWITCHED_FOO, connection)
+
+    def test_obsFold(self) -> None:
+        """
+        G7: an obs-folded Connection value is read with the fold as SP, so
+        the upgrade option is recognised (twisted.web unfolds it).
+        """
+        self.serve()
+        self.send(
+            b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: keep-alive,\r\n"
+            b" upgrade\r\nUpgrade: foo/2\r\n\r\n"
+        )
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+
+    def test_targetHeaders(self) -> None:
+        self.registry.register(
+            "foo/2",
+            Scripted(
+                lambda r: Accept(protocol=Recorder(), headers=[(b"X-Chosen", b"yes")])
+            ),
+        )
+        self.serve()
+        self.send(rawRequest())
+        self.assertEqual(
+            self.transport.value(),
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo/2\r\n"
+            b"Connection: Upgrade\r\nX-Chosen: yes\r\n\r\n",
+        )
+
+    def test_bytesInSameWrite(self) -> None:
+        """
+        S12, S33(b), D1: bytes in the same segment as the request belong to
+        the new protocol, in order.
+        """
+        self.serve()
+        self.send(rawRequest() + b"first")
+        self.send(b" second")
+        self.assertEqual(self.upgraded.data, b"first second")
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+
+    def test_trickled(self) -> None:
+        """
+        S12, D1: the same bytes one at a time give the identical outcome.
+        """
+        self.serve()
+        for byte in rawRequest() + b"first second":
+            self.send(bytes([byte]))
+        self.assertEqual(self.upgraded.data, b"first second")
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+
+    def test_splitMidHeader(self) -> None:
+        self.serve()
+        raw = rawRequest() + b"early"
+        self.send(raw[:30])
+        self.send(raw[30:])
+        self.assertEqual(self.upgraded.data, b"early")
+
+    def test_largeEarlyData(self) -> None:
+        """
+        More than twisted.web's 16 KiB eager-read limit in the request's
+        segment: all of it is delivered and the transport reads on.
+        """
+        self.serve()
+        early = bytes(range(256)) * 256  # 64 KiB
+        self.send(rawRequest() + early)
+        self.assertEqual(self.upgraded.data, early)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_newProtocolSeesRequest(self) -> None:
+        """
+        The new protocol learns the original request before connectionMade,
+        to answer it in the new protocol (RFC 9110 §7.8).
+        """
+        self.serve()
+        self.send(
+            rawRequest(
+                method=b"POST",
+                path=b"/up?x=1",
+                headers=[
+                    (b"Host", b"example.com"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b"foo/2"),
+                    (b"Content-Length", b"5"),
+                    (b"X-Custom", b"1"),
+                ],
+                body=b"hello",
+            )
+        )
+        request = self.upgraded.request
+        assert request is not None
+        self.assertFalse(self.upgraded.connectedBeforeRequest)
+        self.assertEqual(
+            (request.method, request.uri, request.version, request.body),
+            (b"POST", b"/up?x=1", b"HTTP/1.1", b"hello"),
+        )
+        self.assertEqual(request.header(b"x-custom"), [b"1"])
+        self.assertEqual(str(request.protocol), "foo/2")
+        self.assertEqual(request.peer, PEER)
+        self.assertFalse(request.secure)
+        self.assertEqual(self.upgraded.data, b"")
+
+    def test_expectContinue(self) -> None:
+        """
+        S10, S24, S31: 100 goes out when the headers are in, the whole body
+        is read, then 101; the body is never new-protocol data.
+        """
+        self.serve()
+        self.send(
+            rawRequest(
+                method=b"POST",
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b"foo/2"),
+                    (b"Content-Length", b"5"),
+                    (b"Expect", b"100-continue"),
+                ],
+            )
+        )
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.assertEqual(self.factory.built, [])
+        self.send(b"hel")
+        self.assertEqual(self.factory.built, [])
+        self.send(b"lo" + b"NEW")
+        self.assertEqual(
+            self.transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n" + SWITCHED_FOO
+        )
+        assert self.upgraded.request is not None
+        self.assertEqual(self.upgraded.request.body, b"hello")
+        self.assertEqual(self.upgraded.data, b"NEW")
+
+    def test_chunkedBody(self) -> None:
+        self.serve()
+        self.send(
+            rawRequest(
+                method=b"POST",
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b"foo/2"),
+                    (b"Transfer-Encoding", b"chunked"),
+                ],
+                body=b"5\r\nhello\r\n0\r\n\r\nNEW",
+            )
+        )
+        assert self.upgraded.request is not None
+        self.assertEqual(self.upgraded.request.body, b"hello")
+        self.assertEqual(self.upgraded.data, b"NEW")
+
+    def test_accessLogAndNotifyFinish(self) -> None:
+        """
+        D5: the upgraded request is finished for twisted.web: one access-log
+        line with status 101, and notifyFinish() fires.
+        """
+        self.serve()
+        finished: list[object] = []
+        original = self.capture.render
+
+        def render(request: Any) -> Any:
+            request.notifyFinish().addBoth(finished.append)
+            return original(request)
+
+        self.capture.render = render  # type: ignore[method-assign]
+        self.send(rawRequest())
+        self.assertEqual(finished, [None])
+        [line] = self.accessLog.lines
+        self.assertIn('"GET /up HTTP/1.1" 101 -', line)
+
+    def test_producerHandedOver(self) -> None:
+        """
+        D3: the HTTP channel is no longer the transport's producer, so the
+        new protocol can register one.
+        """
+        self.serve()
+        self.assertIsNotNone(self.transport.producer)
+        self.send(rawRequest())
+        self.assertIsNone(self.transport.producer)
+
+        @implementer(IPushProducer)
+        class Producer:
+            def pauseProducing(self) -> None:
+                pass
+
+            def resumeProducing(self) -> None:
+                pass
+
+            def stopProducing(self) -> None:
+                pass
+
+        self.upgraded.transport.registerProducer(Producer(), True)  # type: ignore[union-attr]
+
+    def test_transportResumed(self) -> None:
+        """
+        A target that decides later: twisted.web buffers (and past 16 KiB
+        pauses) what arrives meanwhile; the switch delivers all of it and
+        resumes the transport.
+        """
+        decision: Deferred[Decision] = Deferred()
+        self.registry.register("foo/2", Scripted(lambda r: decision))
+        self.serve()
+        self.send(rawRequest() + b"a" * 10)
+        self.send(b"b" * 20000)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertEqual(self.transport.value(), b"")
+        protocol = Recorder()
+        decision.callback(Accept(protocol=protocol))
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        self.assertEqual(protocol.data, b"a" * 10 + b"b" * 20000)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.send(b"c")
+        self.assertEqual(protocol.data[-1:], b"c")
+
+    def test_timeoutRemoved(self) -> None:
+        """
+        D4: the Site's idle timeout no longer applies to the connection.
+        """
+        self.serve(timeout=10)
+        self.send(rawRequest())
+        self.clock.advance(1000)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_connectionLostOnce(self) -> None:
+        """
+        A client that goes away right after the 101: the new protocol hears
+        it exactly once, and nothing is logged.
+        """
+        self.serve()
+        self.send(rawRequest())
+        self.protocol.connectionLost(Failure(ConnectionError("gone")))
+        self.assertEqual(len(self.upgraded.lost), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_noReferenceToChannel(self) -> None:
+        """
+        Once switched, nothing refers to the HTTP channel or the request.
+        """
+        self.serve()
+        channel = weakref.ref(self.protocol._channel)
+        self.assertIsInstance(channel(), HTTPChannel)
+        self.send(rawRequest())
+        request = weakref.ref(self.capture.requests.pop())
+        self.assertIs(self.protocol._channel, self.upgraded)
+        gc.collect()
+        self.assertIsNone(channel())
+        self.assertIsNone(request())
+
+    def test_opaqueTransport(self) -> None:
+        """
+        D8: a transport that does not say which protocol it delivers to (no
+        C{protocol} attribute) still gets switched, through the channel.
+        """
+        self.serve()
+        protocol = self.site.buildProtocol(PEER)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(rawRequest() + b"early")
+        self.assertEqual(transport.value(), SWITCHED_FOO)
+        protocol.dataReceived(b" late")
+        self.assertEqual(self.upgraded.data, b"early late")
+        protocol.connectionLost(Failure(ConnectionError()))
+        self.assertEqual(len(self.upgraded.lost), 1)
+
+    def test_connectionCloseStillSwitches(self) -> None:
+        """
+        S32 policy: C{Connection: upgrade, close} is honoured as an upgrade;
+        after the 101 the connection belongs to the new protocol.
+        """
+        self.serve()
+        self.send(
+            rawRequest(
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"upgrade, close"),
+                    (b"Upgrade", b"foo/2"),
+                ]
+            )
+        )
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_declineThenNext(self) -> None:
+        """
+        A declining target passes to the next offered protocol.
+        """
+        bar = Scripted(lambda r: Decline())
+        self.registry.register("bar", bar)
+        self.serve()
+        self.send(
+            rawRequest(
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b"bar, foo/2"),
+                ]
+            )
+            + b"x"
+        )
+        self.assertEqual(len(bar.requests), 1)
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        self.assertEqual(self.upgraded.data, b"x")
+
+    def test_factoryReturningNoneDeclines(self) -> None:
+        class Refusing(RecorderFactory):
+            def buildProtocol(self, addr: Any) -> Any:
+                return None
+
+        self.registry.register("foo/2", Refusing())
+        self.serve(Hello())
+        self.send(rawRequest())
+        [response], _rest = parseResponses(self.transport.value())
+        self.assertEqual((response.code, response.body), (200, b"hello /up"))
+
+
+class BadInputTests(Base):
+    """
+    Each bad offer gets the fallback's normal answer, or a 426 without one,
+    and the connection stays open (RFC 9110 §7.8, D10).
+    """
+
+    offers: ClassVar[list[tuple[str, bytes]]] = [
+        ("HTTP/1.0 (S9)", rawRequest(version=b"HTTP/1.0")),
+        (
+            "no Connection (S15)",
+            rawRequest(headers=[(b"Host", b"x"), (b"Upgrade", b"foo/2")]),
+        ),
+        (
+            "Connection without upgrade",
+            rawRequest(
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"keep-alive"),
+                    (b"Upgrade", b"foo/2"),
+                ]
+            ),
+        ),
+        (
+            "unregistered (S3)",
+            rawRequest(
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b"bar"),
+                ]
+            ),
+        ),
+        (
+            "version mismatch",
+            rawRequest(
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b"foo/3"),
+                ]
+            ),
+        ),
+        (
+            "empty Upgrade (G1)",
+            rawRequest(
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b""),
+                ]
+            ),
+        ),
+        (
+            "garbage members (G2)",
+            rawRequest(
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b'foo/1/2, "foo/2", /3, foo/, "'),
+                ]
+            ),
+        ),
+    ]
+
+    def test_fallback(self) -> None:
+        for name, raw in self.offers:
+            self.serve(Hello())
+            self.send(raw)
+            [response], rest = parseResponses(self.transport.value())
+            self.assertEqual(
+                (response.code, response.body, rest), (200, b"hello /up", b""), name
+            )
+            self.assertEqual(response.header(b"upgrade"), [], name)
+            self.assertEqual(self.factory.built, [], name)
+            http10 = raw.split(b"\r\n", 1)[0].endswith(b"1.0")
+            self.assertEqual(self.transport.disconnecting, http10, name)
+
+    def test_upgradeRequired(self) -> None:
+        """
+        S5, S22: without a fallback, 426 naming the registry's tokens, with
+        Connection: Upgrade and a framed human-readable body.
+        """
+        for name, raw in self.offers:
+            self.serve()
+            self.send(raw)
+            [response], _rest = parseResponses(self.transport.value())
+            self.assertEqual(
+                response.status.split(b" ", 1)[1], b"426 Upgrade Required", name
+            )
+            self.assertEqual(response.header(b"upgrade"), [b"foo/2"], name)
+            self.assertEqual(response.header(b"connection"), [b"Upgrade"], name)
+            self.assertEqual(
+                response.header(b"content-type"), [b"text/plain; charset=utf-8"], name
+            )
+            self.assertEqual(response.body, UPGRADE_REQUIRED_BODY, name)
+            self.assertEqual(self.factory.built, [], name)
+
+    def test_upgradeRequiredListsPreference(self) -> None:
+        self.registry.register("websocket", RecorderFactory())
+        self.serve()
+        self.send(rawRequest(headers=[(b"Host", b"x")]))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.header(b"upgrade"), [b"foo/2, websocket"])
+
+    def test_upgradeRequiredKeepsConnection(self) -> None:
+        """
+        S22, D10: after a 426 a pipelined request is answered.
+        """
+        self.serve(None)
+        self.send(rawRequest(headers=[(b"Host", b"x")]) + rawRequest(path=b"/hello"))
+        [first, second], _rest = parseResponses(self.transport.value())
+        self.assertEqual((first.code, second.code), (426, 200))
+        self.assertEqual(second.body, b"hello /hello")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_upgradeRequiredHead(self) -> None:
+        self.serve()
+        self.send(rawRequest(method=b"HEAD", headers=[(b"Host", b"x")]))
+        [response], rest = parseResponses(self.transport.value(), head=True)
+        self.assertEqual(response.code, 426)
+        self.assertEqual(rest, b"")
+
+    def test_declinedPipelined(self) -> None:
+        """
+        S1, S33(a), D2: a declined upgrade with a request pipelined behind
+        it: both answered, in order, on HTTP/1.1.
+        """
+        self.registry.register("foo/2", Scripted(lambda r: Decline()))
+        self.serve(Hello())
+        self.send(rawRequest() + rawRequest(path=b"/hello", headers=[(b"Host", b"x")]))
+        [first, second], _rest = parseResponses(self.transport.value())
+        self.assertEqual((first.body, second.body), (b"hello /up", b"hello /hello"))
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_unregisteredPipelined(self) -> None:
+        self.serve(Hello())
+        offer = [(b"Host", b"x"), (b"Connection", b"upgrade"), (b"Upgrade", b"bar")]
+        self.send(rawRequest(headers=offer) + rawRequest(path=b"/up", headers=offer))
+        responses, _rest = parseResponses(self.transport.value())
+        self.assertEqual([r.body for r in responses], [b"hello /up", b"hello /up"])
+
+    def test_reject(self) -> None:
+        self.registry.register(
+            "foo/2",
+            Scripted(
+                lambda r: Reject(
+                    code=403, headers=[(b"X-Why", b"origin")], body=b"no thanks"
+                )
+            ),
+        )
+        self.serve(Hello())
+        self.send(rawRequest() + b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        [response, after], _rest = parseResponses(self.transport.value())
+        self.assertEqual(
+            (response.code, response.header(b"x-why"), response.body),
+            (403, [b"origin"], b"no thanks"),
+        )
+        self.assertEqual(after.body, b"hello /hello")
+
+    def test_targetRaises(self) -> None:
+        """
+        A target raising in buildProtocol: 500 for that request only, the
+        connection keeps serving, and the failure is logged as a server
+        error.
+        """
+
+        class Broken(RecorderFactory):
+            def buildProtocol(self, addr: Any) -> Any:
+                raise ZeroDivisionError("broken target")
+
+        self.registry.register("foo/2", Broken())
+        self.serve(Hello())
+        self.send(rawRequest() + b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        [error, after], _rest = parseResponses(self.transport.value())
+        self.assertEqual(
+            (error.code, error.body), (500, b"500 Internal Server Error\n")
+        )
+        self.assertEqual(after.body, b"hello /hello")
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_asyncTargetFails(self) -> None:
+        decision: Deferred[Decision] = Deferred()
+        self.registry.register("foo/2", Scripted(lambda r: decision))
+        self.serve(Hello())
+        self.send(rawRequest())
+        decision.errback(Failure(ZeroDivisionError()))
+        [error], _rest = parseResponses(self.transport.value())
+        self.assertEqual(error.code, 500)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_asyncDecline(self) -> None:
+        decision: Deferred[Decision] = Deferred()
+        self.registry.register("foo/2", Scripted(lambda r: decision))
+        self.serve(Hello())
+        self.send(rawRequest() + b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        decision.callback(Decline())
+        [first, second], _rest = parseResponses(self.transport.value())
+        self.assertEqual((first.body, second.body), (b"hello /up", b"hello /hello"))
+
+    def test_asyncReject426(self) -> None:
+        decision: Deferred[Decision] = Deferred()
+        self.registry.register("foo/2", Scripted(lambda r: decision))
+        self.serve()
+        self.send(rawRequest())
+        decision.callback(Decline())
+        [response], _rest = parseResponses(self.transport.value())
+        self.assertEqual(response.code, 426)
+        self.assertEqual(response.body, UPGRADE_REQUIRED_BODY)
+
+    def test_disconnectBeforeDecision(self) -> None:
+        """
+        The client leaves while the target decides: nothing is switched,
+        nothing logged.
+        """
+        decision: Deferred[Decision] = Deferred()
+        self.registry.register("foo/2", Scripted(lambda r: decision))
+        self.serve()
+        self.send(rawRequest())
+        self.protocol.connectionLost(Failure(ConnectionError()))
+        protocol = Recorder()
+        decision.callback(Accept(protocol=protocol))
+        self.assertIsNone(protocol.transport)
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_disconnectMidRequest(self) -> None:
+        self.serve()
+        self.send(rawRequest()[:-10])
+        self.protocol.connectionLost(Failure(ConnectionError()))
+        self.assertEqual(self.factory.built, [])
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class AdvertiseTests(Base):
+    """
+    S6, S8: advertising on other responses.
+    """
+
+    def test_advertised(self) -> None:
+        self.registry.register("websocket", RecorderFactory())
+        self.serve(Hello(), advertise=True)
+        self.send(rawRequest(headers=[(b"Host", b"x")]))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.header(b"upgrade"), [b"foo/2, websocket"])
+        self.assertEqual(response.header(b"connection"), [b"Upgrade"])
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_advertisedWithClose(self) -> None:
+        self.serve(Hello(), advertise=True)
+        self.send(rawRequest(headers=[(b"Host", b"x"), (b"Connection", b"close")]))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.header(b"connection"), [b"close, Upgrade"])
+
+    def test_notAdvertisedToHTTP10(self) -> None:
+        self.serve(Hello(), advertise=True)
+        self.send(rawRequest(version=b"HTTP/1.0", headers=[(b"Host", b"x")]))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.header(b"upgrade"), [])
+
+    def test_notAdvertisedByDefault(self) -> None:
+        self.serve(Hello())
+        self.send(rawRequest(headers=[(b"Host", b"x")]))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.header(b"upgrade"), [])
+
+
+class TraversalTests(Base):
+    def test_childrenFromFallback(self) -> None:
+        fallback = Resource()
+        fallback.putChild(b"child", Hello())
+        self.serve(fallback, capture=False)
+        self.assertFalse(self.resource.isLeaf)
+        self.send(rawRequest(path=b"/up/child", headers=[(b"Host", b"x")]))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.body, b"hello /up/child")
+
+    def test_leafWithoutFallback(self) -> None:
+        self.serve(capture=False)
+        self.assertTrue(self.resource.isLeaf)
+        self.send(rawRequest(path=b"/up/anything"))
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
