@@ -1,0 +1,68 @@
+"""
+A throwaway self-signed certificate for loopback TLS tests.
+"""
+
+from __future__ import annotations
+
+import datetime
+from functools import cache
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import ssl
+
+
+@cache
+def certificateAndKeyPEM() -> tuple[bytes, bytes]:
+    """
+    A self-signed certificate for C{localhost} and 127.0.0.1, and its key.
+    """
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def serverOptions() -> ssl.CertificateOptions:
+    certificate, key = certificateAndKeyPEM()
+    private = ssl.PrivateCertificate.loadPEM(certificate + key)
+    options: ssl.CertificateOptions = private.options()
+    return options
+
+
+def clientOptions() -> object:
+    certificate, _ = certificateAndKeyPEM()
+    return ssl.optionsForClientTLS(
+        "localhost", trustRoot=ssl.Certificate.loadPEM(certificate)
+    )
