@@ -383,7 +383,16 @@ def runLoad(
         receiver, sender = context.Pipe(duplex=False)
         worker = context.Process(
             target=_workerMain,
-            args=(kind, (host, port), request, concurrency, start, end, timeout, sender),
+            args=(
+                kind,
+                (host, port),
+                request,
+                concurrency,
+                start,
+                end,
+                timeout,
+                sender,
+            ),
             daemon=True,
         )
         worker.start()

@@ -1,0 +1,162 @@
+"""
+Pins the twisted.web internals that L{upgrade_plugin._switch} relies on, so
+that a Twisted release that changes them fails here, by name, rather than
+losing bytes somewhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet.protocol import Protocol
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+import twisted
+from upgrade_plugin._switch import SUPPORTED_TWISTED
+
+from .helpers import ListLog, connect, memorySite
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+class Holding(Resource):
+    """
+    Keeps each request open, like a target that decides later.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Any] = []
+
+    def render(self, request: Any) -> Any:
+        self.requests.append(request)
+        return NOT_DONE_YET
+
+
+class InternalsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.resource = Holding()
+        self.site, _ = memorySite(self.resource, path=b"hold")
+        self.wrapper, self.transport = connect(self.site)
+        self.channel: Any = self.wrapper._channel
+
+    def test_supportedRange(self) -> None:
+        """
+        The installed Twisted is in the declared range.
+        """
+        low, high = re.match(r">=([\d.]+),<([\d.]+)", SUPPORTED_TWISTED).groups()  # type: ignore[union-attr]
+        installed = _version(twisted.__version__)
+        self.assertTrue(_version(low) <= installed < _version(high), installed)
+
+    def test_genericWrapperForwardsToChannel(self) -> None:
+        """
+        C{_GenericHTTPChannelProtocol._channel} is the HTTPChannel, and
+        replacing it redirects C{dataReceived} and C{connectionLost}.
+        """
+        self.assertIsInstance(self.wrapper, _GenericHTTPChannelProtocol)
+        self.assertIsInstance(self.channel, HTTPChannel)
+        self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+
+        class Sink(Protocol):
+            received = b""
+            lost = 0
+
+            def dataReceived(self, data: bytes) -> None:
+                self.received += data
+
+            def connectionLost(self, reason: object = None) -> None:
+                self.lost += 1
+
+        sink = Sink()
+        self.wrapper._channel = sink
+        self.wrapper.dataReceived(b"x")
+        self.wrapper.connectionLost(None)
+        self.assertEqual((sink.received, sink.lost), (b"x", 1))
+
+    def test_unparsedBytesInBuffers(self) -> None:
+        """
+        While a request is handled, the rest of its segment is in
+        C{_dataBuffer} (moved from LineReceiver's C{_buffer}), and later
+        segments are appended to C{_dataBuffer}.
+        """
+        self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\nrest")
+        channel = self.channel
+        self.assertEqual((channel._dataBuffer, channel._buffer), ([b"rest"], b""))
+        self.wrapper.dataReceived(b"more")
+        self.assertEqual(self.channel._dataBuffer, [b"rest", b"more"])
+
+    def test_unparsedBytesDuringRender(self) -> None:
+        """
+        During a synchronous render the rest of the segment is still in
+        LineReceiver's C{_buffer}.
+        """
+        seen: list[tuple[list[bytes], bytes]] = []
+
+        def render(request: Any) -> Any:
+            seen.append((list(self.channel._dataBuffer), self.channel._buffer))
+            return NOT_DONE_YET
+
+        self.resource.render = render  # type: ignore[method-assign]
+        self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\nrest")
+        self.assertEqual(seen, [([], b"rest")])
+
+    def test_unparsedBytesAfterBody(self) -> None:
+        seen: list[tuple[list[bytes], bytes]] = []
+
+        def render(request: Any) -> Any:
+            seen.append((list(self.channel._dataBuffer), self.channel._buffer))
+            return NOT_DONE_YET
+
+        self.resource.render = render  # type: ignore[method-assign]
+        self.wrapper.dataReceived(
+            b"POST /hold HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhirest"
+        )
+        self.assertEqual(seen, [([b"rest"], b"")])
+
+    def test_producerAndTimers(self) -> None:
+        """
+        The channel registers itself as the transport's producer through
+        C{_networkProducer}, and has C{setTimeout} and C{_abortingCall}.
+        """
+        self.assertIs(self.transport.producer, self.channel)
+        self.assertIs(self.channel._networkProducer, self.transport)
+        self.assertIsNone(self.channel._abortingCall)
+        self.assertIsNotNone(self.channel.setTimeout(None))
+
+    def test_pausesPast16KiB(self) -> None:
+        self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.wrapper.dataReceived(b"x" * (self.channel._optimisticEagerReadSize + 1))
+        self.assertEqual(self.transport.producerState, "paused")
+
+    def test_finishWithoutWriting(self) -> None:
+        """
+        With C{startedWriting} set and C{chunked} clear, C{finish()} writes
+        nothing, logs the code, fires C{notifyFinish} and hands the channel
+        C{requestDone}, which resumes line mode and the timeout.
+        """
+        log = ListLog()
+        self.site.logFile = log
+        self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        [request] = self.resource.requests
+        self.assertIsInstance(request, Request)
+        finished: list[object] = []
+        request.notifyFinish().addCallback(finished.append)
+        request.code = 101
+        request.code_message = b"Switching Protocols"
+        request.startedWriting = True
+        request.chunked = False
+        request.finish()
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(finished, [None])
+        self.assertIn('" 101 -', log.lines[0])
+        self.assertEqual(self.channel.requests, [])
+        self.assertTrue(self.channel.line_mode)
+        self.assertFalse(self.channel._handlingRequest)
