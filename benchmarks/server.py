@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     core = cast(IReactorCore, _reactor)
     # Site's protocol is twisted.web's proxyForInterface wrapper, which
     # Twisted's own annotations do not accept as a ServerFactory protocol.
-    site: object = makeSite()
+    site = makeSite()
     port = tcp.listenTCP(args.port, site, interface=HOST)  # type: ignore[arg-type]
     print(f"PORT {port.getHost().port}", flush=True)  # type: ignore[attr-defined]
     print(f"REACTOR {type(_reactor).__name__}", flush=True)
