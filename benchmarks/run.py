@@ -94,20 +94,25 @@ class Server:
     def _readBanner(self, timeout: float) -> None:
         stdout = self.process.stdout
         assert stdout is not None
+        fd = stdout.fileno()
         deadline = time.monotonic() + timeout
+        received = b""
         while not (self.port and self.reactor != "?"):
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([stdout], [], [], remaining)[0]:
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 self.stop()
                 raise RuntimeError("server did not print its port in time")
-            line = stdout.readline().decode("ascii", "replace").split()
-            if not line:
+            chunk = os.read(fd, 4096)
+            if not chunk:
                 self.stop()
                 raise RuntimeError("server exited before printing its port")
-            if line[0] == "PORT":
-                self.port = int(line[1])
-            elif line[0] == "REACTOR":
-                self.reactor = line[1]
+            received += chunk
+            for line in received.decode("ascii", "replace").splitlines():
+                words = line.split()
+                if len(words) == 2 and words[0] == "PORT":
+                    self.port = int(words[1])
+                elif len(words) == 2 and words[0] == "REACTOR":
+                    self.reactor = words[1]
 
     def cpuSeconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)
