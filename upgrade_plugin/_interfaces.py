@@ -4,7 +4,7 @@ The contracts between the upgrade machinery and the targets it switches to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
@@ -77,11 +77,15 @@ class Accept:
     @ivar upgrade: the value of the 101's C{Upgrade} field when it must differ
         from the chosen protocol (several layers, listed bottom-up; RFC 9110
         §7.8).
+    @ivar afterConnect: called right after C{protocol.makeConnection} and
+        before it receives any byte, for targets that finish setting up a
+        protocol on its transport.
     """
 
     protocol: IProtocol
     headers: Sequence[tuple[bytes, bytes]] = ()
     upgrade: bytes | None = None
+    afterConnect: Callable[[], object] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

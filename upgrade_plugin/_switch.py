@@ -22,6 +22,7 @@ pins each of these.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IProtocol
@@ -175,6 +176,7 @@ def switchProtocol(
     upgrade: bytes,
     headers: list[tuple[bytes, bytes]],
     upgradeRequest: UpgradeRequest,
+    afterConnect: Callable[[], object] | None = None,
 ) -> None:
     """
     Answer C{request} with a 101 and continue the connection in C{protocol}.
@@ -210,6 +212,8 @@ def switchProtocol(
     if IUpgradeAware.providedBy(protocol):
         protocol.upgradeAccepted(upgradeRequest)
     protocol.makeConnection(transport)
+    if afterConnect is not None:
+        afterConnect()
     if unparsed and not transport.disconnecting:
         protocol.dataReceived(unparsed)
     _log.debug(

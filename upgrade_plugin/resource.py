@@ -178,6 +178,7 @@ class UpgradeResource(Resource):
                 upgrade=upgrade,
                 headers=list(decision.headers),
                 upgradeRequest=upgradeRequest,
+                afterConnect=decision.afterConnect,
             )
             self._log.debug(
                 "Upgrade of {uri} to {protocol} accepted for {peer}",

@@ -1,0 +1,328 @@
+"""
+WebSocket (RFC 6455) on autobahn, as an upgrade target.
+
+    registry.register("websocket", WebSocketUpgrade(factory))
+
+C{factory} is an ordinary autobahn L{WebSocketServerFactory} with its
+protocol class and C{setProtocolOptions}; the protocols keep their
+C{onConnect}, C{onOpen}, C{onMessage}, C{sendMessage}, C{sendClose},
+pings, size limits and permessage-deflate.
+
+The handshake is checked here, strictly, before anything is written
+(RFC 6455 §4.2.1), from the request twisted.web already parsed: there is no
+second HTTP parse. Then C{onConnect} chooses a subprotocol or denies, the
+101 carries C{Sec-WebSocket-Accept}, and autobahn's protocol is put straight
+into the OPEN state on the live transport, with every frame the client sent
+behind its request.
+
+One difference from autobahn's own server: C{onConnect} runs before the
+protocol is connected, so it must not use C{self.transport} (its
+C{request} argument and C{self.peer} are there).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import txaio
+from autobahn.util import wildcards2patterns
+from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
+from autobahn.websocket.protocol import (
+    WebSocketProtocol,
+    _is_same_origin,
+    _url_to_origin,
+)
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._interfaces import (
+    Accept,
+    Decision,
+    Decline,
+    IUpgradeTarget,
+    Reject,
+    UpgradeRequest,
+)
+from ._wshandshake import (
+    HandshakeError,
+    WebSocketHandshake,
+    acceptKey,
+    checkHandshake,
+    permessageDeflateParams,
+)
+
+__all__ = ["WebSocketUpgrade"]
+
+_log = Logger()
+
+
+def _reject(error: HandshakeError) -> Reject:
+    return Reject(
+        code=error.code,
+        headers=[
+            *error.headers,
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+        ],
+        body=error.reason.encode("utf-8") + b"\n",
+    )
+
+
+def _autobahnHeaders(request: UpgradeRequest) -> dict[str, str]:
+    """
+    The request headers as autobahn's C{ConnectionRequest.headers}: lower-cased
+    names, repeated fields joined with ", ".
+    """
+    return {
+        name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
+        for name, values in request.headers.getAllRawHeaders()
+    }
+
+
+@implementer(IUpgradeTarget)
+class WebSocketUpgrade:
+    """
+    Upgrade to WebSocket with autobahn protocols built by C{factory}.
+
+    @param factory: an autobahn C{WebSocketServerFactory}.
+    @param allowedOrigins: C{Origin} patterns to accept (autobahn's wildcard
+        syntax, e.g. C{"https://*.example.com"}); default: the factory's
+        C{allowedOrigins}. A request from another origin gets 403
+        (RFC 6455 §4.2.2 /origin/, §10.2).
+    """
+
+    def __init__(
+        self, factory: Any, *, allowedOrigins: Sequence[str] | None = None
+    ) -> None:
+        self.factory = factory
+        self._originPatterns: Any = (
+            wildcards2patterns(list(allowedOrigins))
+            if allowedOrigins is not None
+            else None
+        )
+
+    def upgradeRequested(
+        self, request: UpgradeRequest
+    ) -> Decision | Deferred[Decision]:
+        if request.method != b"GET":
+            # RFC 9110 §7.8: a switch must honour the request's semantics;
+            # HEAD and POST are answered as if nothing had been offered.
+            return Decline()
+        headers = {
+            name.lower(): list(values)
+            for name, values in request.headers.getAllRawHeaders()
+        }
+        try:
+            handshake = checkHandshake(headers)
+            self._checkOrigin(handshake, request)
+        except HandshakeError as error:
+            _log.info(
+                "WebSocket handshake from {peer} refused: {code} {reason}",
+                peer=request.peer,
+                code=error.code,
+                reason=error.reason,
+            )
+            return _reject(error)
+
+        factory = self.factory
+        if 0 < factory.maxConnections <= factory.countConnections:
+            return _reject(HandshakeError(503, "too many WebSocket connections"))
+
+        protocol = factory.buildProtocol(request.peer)
+        if protocol is None:
+            return Decline()
+        connectionRequest = self._connectionRequest(protocol, handshake, request)
+        try:
+            chosen = protocol.onConnect(connectionRequest)
+        except ConnectionDeny as deny:
+            return _deny(deny)
+        if isinstance(chosen, Deferred) or inspect.isawaitable(chosen):
+            return ensureDeferred(chosen).addCallbacks(  # type: ignore[arg-type]
+                lambda result: self._accept(protocol, handshake, result),
+                _denyFailure,
+            )
+        return self._accept(protocol, handshake, chosen)
+
+    def _checkOrigin(
+        self, handshake: WebSocketHandshake, request: UpgradeRequest
+    ) -> None:
+        """
+        RFC 6455 §4.2.2 /origin/: refuse a disallowed Origin with 403.
+        """
+        if handshake.origin is None:
+            return
+        try:
+            origin = _url_to_origin(handshake.origin)
+        except ValueError:
+            raise HandshakeError(400, "Origin is not a valid origin") from None
+        patterns = self._originPatterns
+        if patterns is None:
+            patterns = self.factory.allowedOriginsPatterns
+        if origin == "null":
+            allowed = bool(self.factory.allowNullOrigin)
+        else:
+            port = getattr(request.host, "port", None)
+            allowed = _is_same_origin(
+                origin, "https" if request.secure else "http", port, patterns
+            )
+        if not allowed:
+            raise HandshakeError(403, f"origin {handshake.origin!r} not allowed")
+
+    def _connectionRequest(
+        self, protocol: Any, handshake: WebSocketHandshake, request: UpgradeRequest
+    ) -> ConnectionRequest:
+        """
+        Set on C{protocol} what autobahn's own handshake would have, and make
+        the C{ConnectionRequest} for C{onConnect}.
+        """
+        target = urlsplit(request.uri.decode("latin-1"))
+        host = handshake.host
+        if ":" in host and not host.endswith("]"):
+            host = host.rsplit(":", 1)[0]
+        protocol.peer = _peerString(request)
+        protocol.http_headers = _autobahnHeaders(request)
+        protocol.http_request_uri = request.uri.decode("latin-1")
+        protocol.http_request_path = target.path
+        protocol.http_request_params = parse_qs(target.query)
+        protocol.http_request_host = host
+        protocol.websocket_version = 13
+        protocol.websocket_origin = handshake.origin or ""
+        protocol.websocket_protocols = handshake.protocols
+        protocol.websocket_extensions = [
+            (offer.name, offer.params) for offer in handshake.extensions
+        ]
+        return ConnectionRequest(
+            protocol.peer,
+            protocol.http_headers,
+            host,
+            target.path,
+            protocol.http_request_params,
+            13,
+            protocol.websocket_origin,
+            handshake.protocols,
+            protocol.websocket_extensions,
+        )
+
+    def _accept(
+        self, protocol: Any, handshake: WebSocketHandshake, chosen: Any
+    ) -> Decision:
+        """
+        Build the 101 for what C{onConnect} returned: a subprotocol or
+        L{None}, or C{(subprotocol, headers)}.
+        """
+        subprotocol = chosen
+        extraHeaders: dict[str, Any] = {}
+        if isinstance(chosen, tuple):
+            subprotocol = chosen[0] if chosen else None
+            extraHeaders = chosen[1] if len(chosen) > 1 else {}
+        if subprotocol is not None and subprotocol not in handshake.protocols:
+            # RFC 6455 §4.2.2 /subprotocol/: one of the client's, or none.
+            raise ValueError(
+                f"onConnect chose {subprotocol!r}, not offered: {handshake.protocols}"
+            )
+
+        headers: list[tuple[bytes, bytes]] = []
+        for source in (self.factory.headers, extraHeaders):
+            for name, value in source.items():
+                values = [value] if isinstance(value, str) else list(value)
+                headers.extend(
+                    (name.encode("latin-1"), v.encode("latin-1")) for v in values
+                )
+        if subprotocol is not None:
+            headers.append((b"Sec-WebSocket-Protocol", subprotocol.encode("ascii")))
+        headers.append((b"Sec-WebSocket-Accept", acceptKey(handshake.key)))
+
+        compressor = self._negotiateDeflate(protocol, handshake)
+        if compressor is not None:
+            headers.append((b"Sec-WebSocket-Extensions", compressor[1].encode("ascii")))
+
+        def opened() -> None:
+            _open(protocol, subprotocol, compressor[0] if compressor else None)
+
+        return Accept(protocol=protocol, headers=headers, afterConnect=opened)
+
+    def _negotiateDeflate(
+        self, protocol: Any, handshake: WebSocketHandshake
+    ) -> tuple[Any, str] | None:
+        """
+        RFC 7692 §5, §7: decline invalid, unknown or unsupported offers; give
+        the valid ones, in the client's order, to the factory's
+        C{perMessageCompressionAccept}.
+        """
+        accept = getattr(protocol, "perMessageCompressionAccept", None)
+        if accept is None:
+            accept = self.factory.perMessageCompressionAccept
+        offers = []
+        pmce: Any = PERMESSAGE_COMPRESSION_EXTENSION.get("permessage-deflate")
+        if pmce is None:
+            return None
+        for offer in handshake.extensions:
+            if not permessageDeflateParams(offer):
+                continue
+            try:
+                offers.append(pmce["Offer"].parse(offer.params))
+            except Exception:
+                continue
+        if not offers:
+            return None
+        accepted = accept(offers)
+        if accepted is None:
+            return None
+        extension: Any = PERMESSAGE_COMPRESSION_EXTENSION[accepted.EXTENSION_NAME]
+        compressor = extension["PMCE"].create_from_offer_accept(True, accepted)
+        return compressor, accepted.get_extension_string()
+
+
+def _peerString(request: UpgradeRequest) -> str:
+    peer = request.peer
+    host = getattr(peer, "host", None)
+    port = getattr(peer, "port", None)
+    if host is not None and port is not None:
+        return f"tcp:{host}:{port}"
+    return str(peer)
+
+
+def _deny(deny: ConnectionDeny) -> Reject:
+    return Reject(
+        code=deny.code,
+        headers=[(b"Content-Type", b"text/plain; charset=utf-8")],
+        body=(deny.reason or "").encode("utf-8") + b"\n",
+    )
+
+
+def _denyFailure(failure: Failure) -> Decision:
+    if isinstance(failure.value, ConnectionDeny):
+        return _deny(failure.value)
+    failure.raiseException()
+    raise AssertionError("unreachable")
+
+
+def _open(protocol: Any, subprotocol: str | None, compressor: Any) -> None:
+    """
+    What autobahn's C{succeedHandshake} does once its 101 is written: the
+    protocol is OPEN, with its subprotocol and extension, its handshake
+    timeout cancelled and auto-ping started; then C{onOpen}.
+    """
+    protocol.websocket_protocol_in_use = subprotocol
+    protocol._perMessageCompress = compressor
+    protocol.websocket_extensions_in_use = [compressor] if compressor else []
+    protocol.state = WebSocketProtocol.STATE_OPEN
+    timeout = protocol.openHandshakeTimeoutCall
+    if timeout is not None:
+        timeout.cancel()
+        protocol.openHandshakeTimeoutCall = None
+    protocol.inside_message = False
+    protocol.current_frame = None
+    if protocol.autoPingInterval:
+        protocol.autoPingPendingCall = protocol.factory._batched_timer.call_later(
+            protocol.autoPingInterval, protocol._sendAutoPing
+        )
+    if protocol.trackedTimings:
+        protocol.trackedTimings.track("onOpen")
+    protocol._onOpen()
+    txaio.resolve(protocol.is_open, None)  # type: ignore[attr-defined]
