@@ -136,14 +136,26 @@ class ListLog:
         pass
 
 
+class TCPLikeTransport(StringTransport):
+    """
+    A L{StringTransport} that, like TCP and TLS transports, knows its
+    protocol and lets a producer be unregistered when none is.
+    """
+
+    protocol: Any = None
+
+    def unregisterProducer(self) -> None:
+        if self.producer is not None:
+            super().unregisterProducer()
+
+
 def connect(site: Site) -> tuple[Any, StringTransport]:
     """
-    Connect a channel of C{site} to a L{StringTransport} that, like a TCP
-    transport, knows its protocol.
+    Connect a channel of C{site} to a L{TCPLikeTransport}.
     """
     protocol = site.buildProtocol(PEER)
-    transport = StringTransport(hostAddress=HOST, peerAddress=PEER)
-    transport.protocol = protocol  # type: ignore[attr-defined]
+    transport = TCPLikeTransport(hostAddress=HOST, peerAddress=PEER)
+    transport.protocol = protocol
     protocol.makeConnection(transport)
     return protocol, transport
 

@@ -433,6 +433,24 @@ class SwitchTests(Base):
         protocol.connectionLost(Failure(ConnectionError()))
         self.assertEqual(len(self.upgraded.lost), 1)
 
+    def test_newProtocolRaises(self) -> None:
+        """
+        An exception in the new protocol while it receives the early bytes
+        is the new protocol's: logged, the connection aborted, and no HTTP
+        response after the 101.
+        """
+
+        class Raising(Recorder):
+            def dataReceived(self, data: bytes) -> None:
+                raise ZeroDivisionError("in the new protocol")
+
+        self.registry.register("foo/2", Scripted(lambda r: Accept(protocol=Raising())))
+        self.serve()
+        self.send(rawRequest() + b"early")
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertTrue(self.transport.disconnecting)
+
     def test_connectionCloseStillSwitches(self) -> None:
         """
         S32 policy: C{Connection: upgrade, close} is honoured as an upgrade;

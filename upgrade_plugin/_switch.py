@@ -209,13 +209,25 @@ def switchProtocol(
         channel.connectionLost = protocol.connectionLost
         channel.requests = []
 
-    if IUpgradeAware.providedBy(protocol):
-        protocol.upgradeAccepted(upgradeRequest)
-    protocol.makeConnection(transport)
-    if afterConnect is not None:
-        afterConnect()
-    if unparsed and not transport.disconnecting:
-        protocol.dataReceived(unparsed)
+    try:
+        if IUpgradeAware.providedBy(protocol):
+            protocol.upgradeAccepted(upgradeRequest)
+        protocol.makeConnection(transport)
+        if afterConnect is not None:
+            afterConnect()
+        if unparsed and not transport.disconnecting:
+            protocol.dataReceived(unparsed)
+    except Exception:
+        # The 101 is out: the connection is the new protocol's, and an error
+        # in it is handled as the reactor handles one in dataReceived.
+        _log.failure(
+            "{protocol} failed right after switching {peer} to {upgrade}",
+            protocol=protocol,
+            peer=upgradeRequest.peer,
+            upgrade=upgrade.decode("ascii"),
+        )
+        transport.abortConnection()
+        return
     _log.debug(
         "{peer} switched to {upgrade}",
         peer=upgradeRequest.peer,

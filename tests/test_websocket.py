@@ -1,0 +1,422 @@
+"""
+L{WebSocketUpgrade} in memory: the opening handshake's exact answers
+(RFC 6455 §4.2), permessage-deflate declines (RFC 7692 §7), and frames that
+arrive with the handshake.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+
+from upgrade_plugin import UpgradeRegistry, UpgradeResource
+from upgrade_plugin._wshandshake import (
+    ExtensionOffer,
+    acceptKey,
+    parseExtensions,
+    permessageDeflateParams,
+)
+from upgrade_plugin.websocket import WebSocketUpgrade
+
+from .helpers import Hello, ListLog, connect, memorySite, parseResponses
+from .wshelpers import (
+    SAMPLE_ACCEPT,
+    SAMPLE_KEY,
+    clientFrame,
+    deny,
+    echoFactory,
+    handshake,
+    serverFrame,
+)
+
+SWITCHED = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: " + SAMPLE_ACCEPT + b"\r\n"
+    b"\r\n"
+)
+
+
+class Base(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.factory = echoFactory()
+
+    def serve(self, fallback: Resource | None = None, **targetOptions: Any) -> None:
+        registry = UpgradeRegistry()
+        registry.register("websocket", WebSocketUpgrade(self.factory, **targetOptions))
+        self.site, self.clock = memorySite(
+            UpgradeResource(registry, fallback), path=b"ws"
+        )
+        self.accessLog = ListLog()
+        self.site.logFile = self.accessLog
+        self.protocol, self.transport = connect(self.site)
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def answer(self, data: bytes) -> Any:
+        self.serve()
+        self.send(data)
+        [response], rest = parseResponses(self.transport.value())
+        self.assertEqual(rest, b"")
+        return response
+
+    def events(self, kind: str) -> list[Any]:
+        return [value for name, value in self.factory.events if name == kind]
+
+
+class AcceptKeyTests(SynchronousTestCase):
+    def test_rfcSample(self) -> None:
+        """
+        W8: RFC 6455 §1.3's sample key.
+        """
+        self.assertEqual(acceptKey(SAMPLE_KEY), SAMPLE_ACCEPT)
+
+
+class HandshakeTests(Base):
+    """
+    RFC 6455 §4.2.1, §4.2.2: one request per rule.
+    """
+
+    def test_accepted(self) -> None:
+        """
+        W8: the exact 101; autobahn's protocol is open and the access log
+        has the 101.
+        """
+        self.serve()
+        self.send(handshake())
+        self.assertEqual(self.transport.value(), SWITCHED)
+        self.assertEqual(len(self.events("open")), 1)
+        self.assertIn('"GET /ws HTTP/1.1" 101 -', self.accessLog.lines[0])
+
+    def test_upgradeSpellings(self) -> None:
+        """
+        G2, G3, W1(3): "websocket" as one member of a list, in any case,
+        among invalid members.
+        """
+        for upgrade in [b"WEBSOCKET", b"h2c, websocket", b"foo/1/2, WebSocket"]:
+            self.factory.events.clear()
+            self.serve()
+            self.send(handshake(replace={b"Upgrade": upgrade}))
+            self.assertEqual(self.transport.value(), SWITCHED, upgrade)
+
+    def test_connectionOnAnyLine(self) -> None:
+        self.serve()
+        self.send(
+            handshake(
+                replace={b"Connection": b"keep-alive"},
+                extra=[(b"Connection", b"upgrade")],
+            )
+        )
+        self.assertEqual(self.transport.value(), SWITCHED)
+
+    def test_badRequests(self) -> None:
+        """
+        W1, W9, S30: each violation is a 400, never a 500, and nothing is
+        switched.
+        """
+        cases = [
+            ("missing Host", handshake(drop=(b"Host",))),
+            ("two Hosts", handshake(extra=[(b"Host", b"other.example")])),
+            ("missing key", handshake(drop=(b"Sec-WebSocket-Key",))),
+            ("short key", handshake(replace={b"Sec-WebSocket-Key": b"AAAA"})),
+            (
+                "key not base64",
+                handshake(replace={b"Sec-WebSocket-Key": b"!!!!!!!!!!!!!!!!!!!!!!=="}),
+            ),
+            (
+                "key of 17 bytes",
+                handshake(replace={b"Sec-WebSocket-Key": b"AAAAAAAAAAAAAAAAAAAAAAA="}),
+            ),
+            (
+                "two keys",
+                handshake(extra=[(b"Sec-WebSocket-Key", SAMPLE_KEY)]),
+            ),
+            ("missing version", handshake(drop=(b"Sec-WebSocket-Version",))),
+            (
+                "two versions",
+                handshake(extra=[(b"Sec-WebSocket-Version", b"13")]),
+            ),
+            (
+                "duplicate subprotocol",
+                handshake(extra=[(b"Sec-WebSocket-Protocol", b"chat, chat")]),
+            ),
+            (
+                "two Origins",
+                handshake(extra=[(b"Origin", b"http://a"), (b"Origin", b"http://b")]),
+            ),
+        ]
+        for name, raw in cases:
+            response = self.answer(raw)
+            self.assertEqual(response.code, 400, name)
+            self.assertEqual(
+                response.header(b"content-type"), [b"text/plain; charset=utf-8"], name
+            )
+            self.assertNotIn(b"HTTP/1.1 101", self.transport.value(), name)
+            self.assertEqual(self.events("connect"), [], name)
+            self.assertFalse(self.transport.disconnecting, name)
+
+    def test_unsupportedVersion(self) -> None:
+        """
+        W4: 426 with the version we speak, and the Upgrade/Connection every
+        426 owes (S5, S8).
+        """
+        for version in [b"14", b"8", b"abc"]:
+            response = self.answer(
+                handshake(replace={b"Sec-WebSocket-Version": version})
+            )
+            self.assertEqual(response.code, 426, version)
+            self.assertEqual(response.header(b"sec-websocket-version"), [b"13"])
+            self.assertEqual(response.header(b"upgrade"), [b"websocket"])
+            self.assertEqual(response.header(b"connection"), [b"Upgrade"])
+
+    def test_notUpgraded(self) -> None:
+        """
+        S7, S9, D6: HEAD, POST and HTTP/1.0 are answered as if nothing had
+        been offered (here: the fallback).
+        """
+        cases = [
+            handshake(method=b"HEAD"),
+            handshake(method=b"POST", extra=[(b"Content-Length", b"2")]) + b"hi",
+            handshake(version=b"HTTP/1.0"),
+        ]
+        for raw in cases:
+            self.serve(Hello())
+            self.send(raw)
+            self.assertNotIn(b" 101 ", self.transport.value(), raw)
+            head = raw.startswith(b"HEAD")
+            [response], _ = parseResponses(self.transport.value(), head=head)
+            self.assertEqual(response.code, 200, raw)
+            self.assertEqual(self.events("connect"), [])
+
+    def test_notUpgradedWithoutFallback(self) -> None:
+        response = self.answer(handshake(method=b"POST"))
+        self.assertEqual(response.code, 426)
+        self.assertEqual(response.header(b"upgrade"), [b"websocket"])
+
+    def test_originDisallowed(self) -> None:
+        """
+        W3: a disallowed Origin gets 403 and no 101.
+        """
+        self.factory.setProtocolOptions(allowedOrigins=["https://good.example"])
+        response = self.answer(handshake(extra=[(b"Origin", b"https://evil.example")]))
+        self.assertEqual(response.code, 403)
+        self.assertEqual(self.events("connect"), [])
+
+    def test_originAllowed(self) -> None:
+        self.factory.setProtocolOptions(allowedOrigins=["https://good.example:443"])
+        self.serve()
+        self.send(handshake(extra=[(b"Origin", b"https://good.example")]))
+        self.assertEqual(self.transport.value(), SWITCHED)
+
+    def test_originOptionOnTarget(self) -> None:
+        self.serve(allowedOrigins=["http://mine.example:*"])
+        self.send(handshake(extra=[(b"Origin", b"http://other.example")]))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.code, 403)
+        self.serve(allowedOrigins=["http://mine.example:*"])
+        self.send(handshake(extra=[(b"Origin", b"http://mine.example")]))
+        self.assertEqual(self.transport.value(), SWITCHED)
+
+
+class SubprotocolTests(Base):
+    """
+    W6: onConnect chooses at most one of the offered subprotocols.
+    """
+
+    offer: ClassVar = [(b"Sec-WebSocket-Protocol", b"chat, superchat")]
+
+    def test_chosen(self) -> None:
+        self.factory.choose = lambda request: request.protocols[1]
+        self.serve()
+        self.send(handshake(extra=self.offer))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.header(b"sec-websocket-protocol"), [b"superchat"])
+        [request] = self.events("connect")
+        self.assertEqual(request.protocols, ["chat", "superchat"])
+        self.assertEqual(request.path, "/ws")
+        self.assertEqual(request.host, "example.com")
+        self.assertEqual(request.headers["sec-websocket-protocol"], "chat, superchat")
+
+    def test_noneChosen(self) -> None:
+        self.serve()
+        self.send(handshake(extra=self.offer))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.header(b"sec-websocket-protocol"), [])
+
+    def test_chosenWithHeaders(self) -> None:
+        self.factory.choose = lambda request: ("chat", {"X-Room": "1"})
+        self.serve()
+        self.send(handshake(extra=self.offer))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.header(b"x-room"), [b"1"])
+        self.assertEqual(response.header(b"sec-websocket-protocol"), [b"chat"])
+
+    def test_denied(self) -> None:
+        self.factory.choose = deny(403, "not you")
+        response = self.answer(handshake(extra=self.offer))
+        self.assertEqual((response.code, response.body), (403, b"not you\n"))
+
+    def test_notOfferedIsServerError(self) -> None:
+        self.factory.choose = lambda request: "other"
+        response = self.answer(handshake(extra=self.offer))
+        self.assertEqual(response.code, 500)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_asyncOnConnect(self) -> None:
+        later: Deferred[Any] = Deferred()
+        self.factory.choose = lambda request: later
+        self.serve()
+        self.send(handshake(extra=self.offer) + clientFrame(b"early"))
+        self.assertEqual(self.transport.value(), b"")
+        later.callback("chat")
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(self.events("message"), [b"early"])
+
+    def test_asyncDeny(self) -> None:
+        later: Deferred[Any] = Deferred()
+        self.factory.choose = lambda request: later
+        self.serve()
+        self.send(handshake())
+        from autobahn.websocket.types import ConnectionDeny
+
+        later.errback(ConnectionDeny(401, "who?"))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual((response.code, response.body), (401, b"who?\n"))
+
+
+class DeflateTests(Base):
+    """
+    RFC 7692 §5, §7: invalid, unknown or unsupported offers are declined,
+    and the handshake goes on.
+    """
+
+    def negotiated(self, offer: bytes) -> list[bytes]:
+        self.factory.events.clear()
+        self.serve()
+        self.send(handshake(extra=[(b"Sec-WebSocket-Extensions", offer)]))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.code, 101, offer)
+        return response.header(b"sec-websocket-extensions")
+
+    def test_declined(self) -> None:
+        for offer in [
+            b"permessage-deflate; foo=1",
+            b"permessage-deflate; server_no_context_takeover;"
+            b" server_no_context_takeover",
+            b"permessage-deflate; server_max_window_bits=8",
+            b"permessage-deflate; server_max_window_bits=16",
+            b"permessage-deflate; server_max_window_bits",
+            b"permessage-deflate; client_max_window_bits=7",
+            b"permessage-deflate; server_no_context_takeover=1",
+            b"x-webkit-deflate-frame",
+            b'permessage-deflate; client_max_window_bits="1 0"',
+        ]:
+            self.assertEqual(self.negotiated(offer), [], offer)
+
+    def test_laterValidOfferAccepted(self) -> None:
+        """
+        P2: the first offer is invalid, the second is accepted.
+        """
+        [accepted] = self.negotiated(
+            b"permessage-deflate; server_max_window_bits=16, permessage-deflate"
+        )
+        self.assertEqual(accepted, b"permessage-deflate")
+
+    def test_accepted(self) -> None:
+        [accepted] = self.negotiated(
+            b"permessage-deflate; client_max_window_bits; server_max_window_bits=10"
+        )
+        self.assertTrue(accepted.startswith(b"permessage-deflate"), accepted)
+        self.assertIn(b"server_max_window_bits=10", accepted)
+
+    def test_quotedValue(self) -> None:
+        [accepted] = self.negotiated(b'permessage-deflate; client_max_window_bits="10"')
+        self.assertTrue(accepted.startswith(b"permessage-deflate"))
+
+    def test_compressedEcho(self) -> None:
+        """
+        A compressed message from the client is decompressed for onMessage.
+        """
+        import zlib
+
+        compressor = zlib.compressobj(wbits=-15)
+        data = compressor.compress(b"hello hello hello") + compressor.flush(
+            zlib.Z_SYNC_FLUSH
+        )
+        frame = bytearray(clientFrame(data[:-4]))
+        frame[0] |= 0x40  # RSV1: compressed (RFC 7692 §6)
+        self.negotiated(b"permessage-deflate")
+        self.send(bytes(frame))
+        self.assertEqual(self.events("message"), [b"hello hello hello"])
+
+    def test_parseExtensions(self) -> None:
+        self.assertEqual(
+            parseExtensions([b'a; x=1; y, b; z="q"', b"c"]),
+            [
+                ExtensionOffer(name="a", params={"x": ["1"], "y": [True]}),
+                ExtensionOffer(name="b", params={"z": ["q"]}),
+                ExtensionOffer(name="c", params={}),
+            ],
+        )
+        self.assertEqual(parseExtensions([b"a; =1", b"; x", b'"a"']), [])
+
+    def test_permessageDeflateParams(self) -> None:
+        def ok(params: dict[str, list[str | bool]]) -> bool:
+            return permessageDeflateParams(
+                ExtensionOffer(name="permessage-deflate", params=params)
+            )
+
+        self.assertTrue(ok({}))
+        self.assertTrue(ok({"client_max_window_bits": [True]}))
+        self.assertTrue(ok({"client_max_window_bits": ["8"]}))
+        self.assertTrue(ok({"server_max_window_bits": ["9"]}))
+        self.assertFalse(ok({"server_max_window_bits": ["8"]}))
+        self.assertFalse(ok({"server_max_window_bits": ["015"]}))
+        self.assertFalse(ok({"client_no_context_takeover": [True, True]}))
+
+
+class FramesTests(Base):
+    """
+    W11, D1: frames that arrive with the handshake are not lost.
+    """
+
+    def test_frameInSameWrite(self) -> None:
+        self.serve()
+        self.send(handshake() + clientFrame(b"early bird"))
+        self.assertEqual(self.transport.value(), SWITCHED + serverFrame(b"early bird"))
+        self.assertEqual(self.events("message"), [b"early bird"])
+
+    def test_largeFrameSplit(self) -> None:
+        """
+        A 40 KB frame behind the handshake, split across writes.
+        """
+        payload = bytes(range(256)) * 160
+        raw = handshake() + clientFrame(payload, opcode=2)
+        self.serve()
+        cut = len(handshake()) + 1000
+        self.send(raw[:cut])
+        self.send(raw[cut:30000])
+        self.send(raw[30000:])
+        self.assertEqual(self.events("message"), [payload])
+        self.assertEqual(
+            self.transport.value(), SWITCHED + serverFrame(payload, opcode=2)
+        )
+
+    def test_closeHandshake(self) -> None:
+        """
+        The server answers a close frame and closes the connection; onClose
+        fires once.
+        """
+        self.serve()
+        self.send(handshake() + clientFrame(b"\x03\xe8", opcode=8))
+        self.assertTrue(self.transport.value().endswith(serverFrame(b"\x03\xe8", 8)))
+        self.assertTrue(self.transport.disconnecting)
+        self.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.events("close"), [True])
