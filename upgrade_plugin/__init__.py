@@ -18,6 +18,7 @@ from ._interfaces import (
 from ._registry import ProtocolFactoryTarget, UpgradeRegistry
 from ._tokens import ProtocolToken
 from .resource import UpgradeResource
+from .site import UpgradeSite
 
 __all__ = [
     "Accept",
@@ -31,4 +32,5 @@ __all__ = [
     "UpgradeRegistry",
     "UpgradeRequest",
     "UpgradeResource",
+    "UpgradeSite",
 ]

@@ -14,7 +14,10 @@ This is the ONLY module that touches twisted.web internals. It relies on:
     for ALPN h2;
   - C{Request.startedWriting}, C{chunked}, C{code}, C{code_message},
     C{_disconnected}, so that C{Request.finish()} logs the 101 and fires
-    C{notifyFinish()} without writing anything.
+    C{notifyFinish()} without writing anything;
+  - for h2c, C{twisted.web._http2.H2Connection}: its C{conn} (the h2 state
+    machine), C{_requestReceived} and C{_requestEnded}, C{streams}, and
+    C{H2Stream._request}, to make the upgraded request stream 1.
 
 Supported Twisted: L{SUPPORTED_TWISTED}. C{tests/test_switch_internals.py}
 pins each of these.
@@ -25,8 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IProtocol
+import h2.events
+from twisted.internet.interfaces import IProtocol, ITCPTransport
 from twisted.logger import Logger
+from twisted.web._http2 import H2Connection
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 
 from ._interfaces import IUpgradeAware, UpgradeRequest
@@ -34,6 +39,8 @@ from ._interfaces import IUpgradeAware, UpgradeRequest
 __all__ = [
     "SUPPORTED_TWISTED",
     "canSwitch",
+    "h2cConnection",
+    "priorKnowledgeChannelFactory",
     "requestBody",
     "switchProtocol",
     "writeSwitchingProtocols",
@@ -233,3 +240,167 @@ def switchProtocol(
         peer=upgradeRequest.peer,
         upgrade=upgrade.decode("ascii"),
     )
+
+
+# RFC 9113 §8.2.2: fields that must not appear in an HTTP/2 request (TE is
+# allowed only as "trailers"); Host becomes :authority; Expect was answered
+# in HTTP/1.1 already; HTTP2-Settings is spent.
+_NOT_IN_HTTP2 = frozenset(
+    {
+        b"connection",
+        b"upgrade",
+        b"http2-settings",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"host",
+        b"expect",
+        b"content-length",
+    }
+)
+
+
+def _stream1Headers(request: UpgradeRequest) -> list[tuple[bytes, bytes]]:
+    """
+    The HTTP/1.1 request as HTTP/2 request headers (RFC 7540 §3.2, RFC 9113
+    §8.3.1): pseudo-headers first, no connection-specific fields.
+    """
+    hosts = request.header(b"host")
+    headers = [
+        (b":method", request.method),
+        (b":scheme", b"http"),
+        (b":path", request.uri),
+    ]
+    if hosts:
+        headers.append((b":authority", hosts[0]))
+    for name, values in request.headers.getAllRawHeaders():
+        lowered = name.lower()
+        if lowered in _NOT_IN_HTTP2:
+            continue
+        if lowered == b"te":
+            values = [v for v in values if v.strip().lower() == b"trailers"]
+        headers.extend((lowered, value) for value in values)
+    if request.body:
+        headers.append((b"content-length", b"%d" % (len(request.body),)))
+    return headers
+
+
+class _UpgradedH2Connection(H2Connection):
+    """
+    Twisted's HTTP/2 connection, started by an h2c upgrade: the server
+    preface reflects C{HTTP2-Settings}, and the request that asked for the
+    upgrade is stream 1, half-closed (remote) (RFC 7540 §3.2).
+    """
+
+    def __init__(self, reactor: Any, settings: bytes, request: UpgradeRequest) -> None:
+        super().__init__(reactor)
+        self._upgradeSettings = settings
+        self._upgradeRequest: UpgradeRequest | None = request
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        if ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+        self.setTimeout(self.timeOut)
+        self.conn.initiate_upgrade_connection(self._upgradeSettings)
+        transport.write(self.conn.data_to_send())
+        # The transport applies back pressure to HTTP/2 as it does for ALPN.
+        transport.registerProducer(self, True)
+
+        request = self._upgradeRequest
+        assert request is not None
+        self._upgradeRequest = None
+        self._requestReceived(
+            h2.events.RequestReceived(stream_id=1, headers=_stream1Headers(request))
+        )
+        if request.body:
+            self.streams[1]._request.handleContentChunk(request.body)
+        self._requestEnded(h2.events.StreamEnded(stream_id=1))
+
+
+def _configure(connection: Any, site: Any) -> Any:
+    """
+    Set up an H2Connection for C{site} as C{_GenericHTTPChannelProtocol}
+    does for ALPN.
+    """
+    connection.requestFactory = site.requestFactory
+    connection.site = site
+    connection.factory = site
+    connection.timeOut = site.timeOut
+    connection.callLater = site.reactor.callLater
+    return connection
+
+
+def h2cConnection(site: Any, *, settings: bytes, request: UpgradeRequest) -> IProtocol:
+    """
+    The protocol an h2c upgrade switches to: Twisted's own HTTP/2 serving
+    C{site}, with C{request} as stream 1.
+
+    @param settings: the C{HTTP2-Settings} value, validated and padded.
+    """
+    protocol: IProtocol = _configure(
+        _UpgradedH2Connection(site.reactor, settings, request), site
+    )
+    return protocol
+
+
+class _PriorKnowledgeH2Connection(H2Connection):
+    """
+    Twisted's HTTP/2 connection, registered as the transport's producer as
+    it is after ALPN.
+    """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        transport: Any = self.transport
+        transport.registerProducer(self, True)
+
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class _PriorKnowledgeChannel(HTTPChannel):
+    """
+    An HTTP/1.1 channel that hands the connection to HTTP/2 when it opens
+    with the HTTP/2 connection preface (RFC 9113 §3.3, §3.4), which
+    twisted.web would otherwise reject as an HTTP/2.0 request line.
+    """
+
+    _wrapper: Any = None
+    _sniffed: bytes | None = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        sniffed = self._sniffed
+        if sniffed is not None:
+            data = sniffed + data
+            if len(data) < len(_PREFACE) and _PREFACE.startswith(data):
+                self._sniffed = data
+                return
+            self._sniffed = None
+            if data.startswith(_PREFACE):
+                self._switchToHTTP2(data)
+                return
+        super().dataReceived(data)
+
+    def _switchToHTTP2(self, data: bytes) -> None:
+        transport = self.transport
+        wrapper = self._wrapper
+        self._wrapper = None
+        _detach(self)
+        connection = _configure(
+            _PriorKnowledgeH2Connection(wrapper._site.reactor), wrapper._site
+        )
+        wrapper._channel = connection
+        connection.makeConnection(transport)
+        connection.dataReceived(data)
+
+
+def priorKnowledgeChannelFactory() -> _GenericHTTPChannelProtocol:
+    """
+    A C{Site.protocol} that serves HTTP/1.1, and HTTP/2 to clients that
+    start with its preface.
+    """
+    channel = _PriorKnowledgeChannel()
+    wrapper = _GenericHTTPChannelProtocol(channel)
+    channel._wrapper = wrapper
+    return wrapper

@@ -1,0 +1,119 @@
+"""
+L{UpgradeSite}: a twisted.web L{Site} that sees upgrade offers for the
+whole connection before resource traversal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.http import datetimeToString
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site, version
+
+from ._registry import UpgradeRegistry
+from ._switch import priorKnowledgeChannelFactory
+from .h2c import H2CUpgrade
+from .resource import UpgradeResource
+
+__all__ = ["UpgradeSite"]
+
+
+class _AsteriskForm(Resource):
+    """
+    The server itself, as in C{OPTIONS *} (RFC 9112 §3.2.4): what
+    twisted.web answers for it when nothing is upgraded (an empty 200; 405
+    for other methods), so that an upgrade on it (RFC 2817 §3.2) can end in a
+    final answer in the new protocol.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        if request.method != b"OPTIONS":
+            request.setResponseCode(405)
+            request.setHeader(b"allow", b"OPTIONS")
+        request.setHeader(b"content-length", b"0")
+        return b""
+
+
+_ASTERISK = _AsteriskForm()
+
+
+def _asteriskAware(requestFactory: Any) -> Any:
+    """
+    C{requestFactory}, made to offer C{OPTIONS *} (which twisted.web answers
+    itself, never traversing resources) to the site's upgrade registry.
+    A factory that is not a L{server.Request} subclass is left as it is.
+    """
+    if not (isinstance(requestFactory, type) and issubclass(requestFactory, Request)):
+        return requestFactory
+
+    def process(self: Any) -> None:
+        site = self.channel.site
+        if (
+            self.path == b"*"
+            and self.requestHeaders.hasHeader(b"upgrade")
+            and site.upgradeRegistry.tokens()
+        ):
+            self.site = site
+            self.setHeader(b"server", version)
+            self.setHeader(b"date", datetimeToString())
+            self.prepath = []
+            self.postpath = []
+            self.render(UpgradeResource(site.upgradeRegistry, _ASTERISK))
+            return
+        requestFactory.process(self)
+
+    return type(requestFactory.__name__, (requestFactory,), {"process": process})
+
+
+class UpgradeSite(Site):
+    """
+    A L{Site} whose C{registry} applies to every request on the connection,
+    before resource traversal: for protocols that belong to the connection
+    rather than a path (h2c, TLS), and for C{OPTIONS *}, which never reaches
+    a resource.
+
+    Requests that are not upgraded are served exactly as by L{Site}, through
+    the same resources (an L{UpgradeResource} among them keeps serving its
+    own path's protocols).
+
+    @param resource: the root resource.
+    @param registry: connection-wide upgrade targets; may be empty.
+    @param h2c: accept h2c upgrades (L{H2CUpgrade}) and HTTP/2 with prior
+        knowledge on this site's HTTP/1.1 listeners. Off by default: RFC 9113
+        §3.1 deprecates h2c, and see L{upgrade_plugin.h2c} on smuggling.
+    @param h2cMaxBodySize: see L{H2CUpgrade}.
+    @param siteArguments: anything else L{Site} takes (C{timeout},
+        C{logPath}, C{reactor}...).
+    """
+
+    def __init__(
+        self,
+        resource: IResource,
+        registry: UpgradeRegistry | None = None,
+        *,
+        h2c: bool = False,
+        h2cMaxBodySize: int = 64 * 1024,
+        **siteArguments: Any,
+    ) -> None:
+        super().__init__(resource, **siteArguments)
+        self.requestFactory = _asteriskAware(self.requestFactory)
+        self.upgradeRegistry = registry if registry is not None else UpgradeRegistry()
+        self.h2c = h2c
+        if h2c:
+            self.upgradeRegistry.register(
+                "h2c", H2CUpgrade(self, maxBodySize=h2cMaxBodySize)
+            )
+            # HTTP/2 with prior knowledge (RFC 9113 §3.3) on the same port.
+            self.protocol = priorKnowledgeChannelFactory  # type: ignore[assignment]
+
+    def getResourceFor(self, request: Any) -> Any:
+        target = super().getResourceFor(request)
+        if (
+            request.requestHeaders.hasHeader(b"upgrade")
+            and self.upgradeRegistry.tokens()
+        ):
+            return UpgradeResource(self.upgradeRegistry, target)
+        return target
