@@ -28,13 +28,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import h2.errors
 import h2.events
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IProtocol, ITCPTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 
 from ._interfaces import IUpgradeAware, UpgradeRequest
+from ._tokens import listMembers
 
 __all__ = [
     "SUPPORTED_TWISTED",
@@ -242,6 +246,9 @@ def switchProtocol(
     )
 
 
+# RFC 9113 §3.4: the client connection preface.
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 # RFC 9113 §8.2.2: fields that must not appear in an HTTP/2 request (TE is
 # allowed only as "trailers"); Host becomes :authority; Expect was answered
 # in HTTP/1.1 already; HTTP2-Settings is spent.
@@ -278,7 +285,7 @@ def _stream1Headers(request: UpgradeRequest) -> list[tuple[bytes, bytes]]:
         if lowered in _NOT_IN_HTTP2:
             continue
         if lowered == b"te":
-            values = [v for v in values if v.strip().lower() == b"trailers"]
+            values = [v for v in listMembers(values) if v.lower() == b"trailers"]
         headers.extend((lowered, value) for value in values)
     if request.body:
         headers.append((b"content-length", b"%d" % (len(request.body),)))
@@ -317,6 +324,25 @@ class _UpgradedH2Connection(H2Connection):
             self.streams[1]._request.handleContentChunk(request.body)
         self._requestEnded(h2.events.StreamEnded(stream_id=1))
 
+    _prefaceSeen = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        seen = self._prefaceSeen
+        if seen < len(_PREFACE):
+            expected = _PREFACE[seen : seen + len(data)]
+            if data[: len(expected)] != expected:
+                # RFC 7540 §3.5: an invalid preface is a connection error of
+                # type PROTOCOL_ERROR; say so with a GOAWAY (h2 raises
+                # without queueing one) and close.
+                self.conn.close_connection(
+                    error_code=h2.errors.ErrorCodes.PROTOCOL_ERROR,
+                    additional_data=b"invalid connection preface",
+                )
+                self._terminate(Failure(ConnectionLost("invalid connection preface")))
+                return
+            self._prefaceSeen = seen + len(expected)
+        super().dataReceived(data)
+
 
 def _configure(connection: Any, site: Any) -> Any:
     """
@@ -354,9 +380,6 @@ class _PriorKnowledgeH2Connection(H2Connection):
         super().connectionMade()
         transport: Any = self.transport
         transport.registerProducer(self, True)
-
-
-_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class _PriorKnowledgeChannel(HTTPChannel):

@@ -107,7 +107,7 @@ class UpgradeSite(Site):
                 "h2c", H2CUpgrade(self, maxBodySize=h2cMaxBodySize)
             )
             # HTTP/2 with prior knowledge (RFC 9113 §3.3) on the same port.
-            self.protocol = priorKnowledgeChannelFactory  # type: ignore[assignment]
+            self.protocol = priorKnowledgeChannelFactory  # type: ignore[method-assign]
 
     def getResourceFor(self, request: Any) -> Any:
         target = super().getResourceFor(request)

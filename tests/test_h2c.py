@@ -1,0 +1,438 @@
+"""
+L{UpgradeSite} and h2c in memory (RFC 7540 §3.2, §3.5; RFC 9113 §3.3): an
+h2 client drives Twisted's HTTP/2 through the upgrade, on a fake clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    ResponseReceived,
+    StreamEnded,
+)
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from upgrade_plugin import UpgradeRegistry, UpgradeResource, UpgradeSite
+from upgrade_plugin.h2c import parseHTTP2Settings
+
+from .helpers import (
+    PEER,
+    SWITCHED_FOO,
+    ListLog,
+    RecorderFactory,
+    TCPLikeTransport,
+    parseResponses,
+    rawRequest,
+)
+
+SWITCHED_H2C = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+)
+
+
+class Show(Resource):
+    """
+    Answers with what it saw of the request; remembers the requests.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[bytes, bytes, bytes, dict[bytes, list[bytes]]]] = []
+
+    def render(self, request: Any) -> bytes:
+        body = request.content.read()
+        headers = {
+            name.lower(): list(values)
+            for name, values in request.requestHeaders.getAllRawHeaders()
+        }
+        self.seen.append((request.method, request.uri, request.clientproto, headers))
+        request.setHeader(b"content-type", b"text/plain")
+        return b"%s %s %s body=%s" % (
+            request.method,
+            request.uri,
+            request.clientproto,
+            body,
+        )
+
+
+def settingsHeader(payload: bytes) -> bytes:
+    return base64.urlsafe_b64encode(payload).rstrip(b"=")
+
+
+def h2cRequest(
+    settings: bytes | None,
+    *,
+    method: bytes = b"GET",
+    path: bytes = b"/x",
+    connection: bytes = b"Upgrade, HTTP2-Settings",
+    upgrade: bytes = b"h2c",
+    extra: list[tuple[bytes, bytes]] | None = None,
+    body: bytes = b"",
+    version: bytes = b"HTTP/1.1",
+) -> bytes:
+    headers = [
+        (b"Host", b"example.com"),
+        (b"Connection", connection),
+        (b"Upgrade", upgrade),
+    ]
+    if settings is not None:
+        headers.append((b"HTTP2-Settings", settings))
+    if body:
+        headers.append((b"Content-Length", b"%d" % (len(body),)))
+    headers.extend(extra or [])
+    return rawRequest(method, path, version, headers, body)
+
+
+class H2CBase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.show = Show()
+        self.site = UpgradeSite(self.show, h2c=True, reactor=self.clock)
+        self.site.logFile = self.log = ListLog()
+        self.connect()
+
+    def connect(self, site: Site | None = None) -> None:
+        self.server: Any = (site or self.site).buildProtocol(PEER)
+        self.transport = TCPLikeTransport(peerAddress=PEER)
+        self.transport.protocol = self.server
+        self.server.makeConnection(self.transport)
+        self.client = H2Connection(H2Configuration(client_side=True))
+
+    def flush(self) -> bytes:
+        # Twisted's H2Connection sends DATA from its reactor: our clock.
+        for _ in range(10):
+            self.clock.advance(0)
+        data: bytes = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def upgrade(self, **kw: Any) -> tuple[bytes, list[Any]]:
+        """
+        Upgrade, then speak HTTP/2; return the 101 head and the client's
+        events.
+        """
+        settings = self.client.initiate_upgrade_connection()
+        assert settings is not None
+        self.server.dataReceived(h2cRequest(settings, **kw))
+        self.server.dataReceived(self.client.data_to_send())
+        data = self.flush()
+        head, sep, frames = data.partition(b"\r\n\r\n")
+        return head + sep, (frames and self.client.receive_data(frames)) or []
+
+    def response(
+        self, events: list[Any], streamID: int = 1
+    ) -> tuple[dict[bytes, bytes], bytes]:
+        headers: dict[bytes, bytes] = {}
+        body = b""
+        for event in events:
+            if getattr(event, "stream_id", None) != streamID:
+                continue
+            if isinstance(event, ResponseReceived):
+                headers = dict(event.headers)
+            elif isinstance(event, DataReceived):
+                body += event.data
+        return headers, body
+
+
+class H2CUpgradeTests(H2CBase):
+    def test_stream1(self) -> None:
+        """
+        H4, H6, H8, S11, S20: the exact 101 (no HTTP2-Settings), then the
+        server preface (SETTINGS on stream 0), then the original request's
+        response on stream 1.
+        """
+        settings = self.client.initiate_upgrade_connection()
+        self.server.dataReceived(h2cRequest(settings))
+        data = self.flush()
+        self.assertTrue(data.startswith(SWITCHED_H2C), data)
+        frame = data[len(SWITCHED_H2C) :]
+        kind, stream = frame[3], int.from_bytes(frame[5:9], "big")
+        self.assertEqual((kind, stream), (0x4, 0))
+        self.server.dataReceived(self.client.data_to_send())
+        events = self.client.receive_data(frame + self.flush())
+        headers, body = self.response(events)
+        self.assertEqual(headers[b":status"], b"200")
+        self.assertEqual(body, b"GET /x HTTP/2 body=")
+        self.assertTrue(any(isinstance(e, StreamEnded) for e in events))
+
+    def test_noConnectionFieldsOnStream1(self) -> None:
+        """
+        H10: stream 1 carries no connection-specific fields; Host came from
+        :authority.
+        """
+        self.upgrade(extra=[(b"Keep-Alive", b"1"), (b"TE", b"trailers, gzip")])
+        [(method, uri, version, headers)] = self.show.seen
+        self.assertEqual((method, uri, version), (b"GET", b"/x", b"HTTP/2"))
+        for name in [b"connection", b"upgrade", b"http2-settings", b"keep-alive"]:
+            self.assertNotIn(name, headers)
+        self.assertEqual(headers[b"host"], [b"example.com"])
+        self.assertEqual(headers[b"te"], [b"trailers"])
+
+    def test_bodyReadFirst(self) -> None:
+        """
+        S31, H7: the whole body is read before the switch and is stream 1's
+        body; HTTP/2 works after it even in the same write.
+        """
+        settings = self.client.initiate_upgrade_connection()
+        self.server.dataReceived(
+            h2cRequest(settings, method=b"POST", body=b"hello")
+            + self.client.data_to_send()
+        )
+        data = self.flush()
+        self.assertTrue(data.startswith(SWITCHED_H2C))
+        events = self.client.receive_data(data[len(SWITCHED_H2C) :])
+        self.assertEqual(self.response(events)[1], b"POST /x HTTP/2 body=hello")
+
+    def test_expectContinue(self) -> None:
+        """
+        H14, S10: 100, then the body, then 101.
+        """
+        settings = self.client.initiate_upgrade_connection()
+        raw = h2cRequest(
+            settings,
+            method=b"POST",
+            body=b"hello",
+            extra=[(b"Expect", b"100-continue")],
+        )
+        self.server.dataReceived(raw[:-5])
+        self.assertEqual(self.flush(), b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.server.dataReceived(raw[-5:] + self.client.data_to_send())
+        self.assertTrue(self.flush().startswith(SWITCHED_H2C))
+        self.assertNotIn(b"expect", self.show.seen[0][3])
+
+    def test_furtherStreams(self) -> None:
+        self.upgrade()
+        self.client.send_headers(
+            3,
+            [
+                (b":method", b"GET"),
+                (b":path", b"/second"),
+                (b":scheme", b"http"),
+                (b":authority", b"example.com"),
+            ],
+            end_stream=True,
+        )
+        self.server.dataReceived(self.client.data_to_send())
+        events = self.client.receive_data(self.flush())
+        self.assertEqual(self.response(events, 3)[1], b"GET /second HTTP/2 body=")
+
+    def test_accessLog(self) -> None:
+        self.upgrade()
+        self.assertIn('"GET /x HTTP/1.1" 101 -', self.log.lines[0])
+        self.assertIn('"GET /x HTTP/2" 200', self.log.lines[1])
+
+    def test_upgradeOnOptionsAsterisk(self) -> None:
+        """
+        nghttp -u -d: the upgrade rides on C{OPTIONS *}, answered 200 on
+        stream 1; the POST follows on stream 3.
+        """
+        head, events = self.upgrade(method=b"OPTIONS", path=b"*")
+        self.assertEqual(head, SWITCHED_H2C)
+        headers, body = self.response(events)
+        self.assertEqual((headers[b":status"], body), (b"200", b""))
+
+    def test_garbagePreface(self) -> None:
+        """
+        H9: garbage instead of the client preface: GOAWAY(PROTOCOL_ERROR)
+        and close.
+        """
+        settings = self.client.initiate_upgrade_connection()
+        self.server.dataReceived(h2cRequest(settings) + b"GET / HTTP/1.1\r\n\r\n" * 3)
+        data = self.flush()
+        self.assertTrue(self.transport.disconnecting)
+        events = self.client.receive_data(data[len(SWITCHED_H2C) :])
+        [goaway] = [e for e in events if isinstance(e, ConnectionTerminated)]
+        self.assertEqual(goaway.error_code, 1)  # PROTOCOL_ERROR
+
+    def test_caseInsensitive(self) -> None:
+        """
+        G3: C{Upgrade: H2C}.
+        """
+        head, _ = self.upgrade(upgrade=b"H2C", connection=b"upgrade,http2-settings")
+        self.assertEqual(head, SWITCHED_H2C)
+
+
+class H2CDeclineTests(H2CBase):
+    """
+    H1-H3, H5, H7, H11: anything else is answered over HTTP/1.1, never 500.
+    """
+
+    def declined(self, raw: bytes) -> None:
+        self.connect()
+        self.server.dataReceived(raw)
+        data = self.flush()
+        [response], rest = parseResponses(data)
+        label = raw[:200]
+        self.assertIn(response.status, (b"HTTP/1.1 200 OK", b"HTTP/1.0 200 OK"), label)
+        self.assertRegex(
+            response.body[:30], rb"^(GET|POST) /x HTTP/1\.[01] body=", label
+        )
+        self.assertEqual(rest, b"", label)
+        http10 = raw.split(b"\r\n", 1)[0].endswith(b"HTTP/1.0")
+        self.assertEqual(self.transport.disconnecting, http10)
+
+    def test_table(self) -> None:
+        good = settingsHeader(struct.pack("!HL", 3, 100))
+        cases = [
+            h2cRequest(None),  # H1: no HTTP2-Settings
+            h2cRequest(good, extra=[(b"HTTP2-Settings", good)]),  # H1: two
+            h2cRequest(b"!!!!"),  # H2: bad alphabet (h2 would drop it)
+            h2cRequest(b"AAMAAABk+A=="),  # H2: padding, "+"
+            h2cRequest(settingsHeader(b"\x00\x03\x00\x00\x00")),  # not 6n bytes
+            h2cRequest(settingsHeader(b"\x00" * 7)),  # h2 raises binascii.Error
+            h2cRequest(settingsHeader(struct.pack("!HL", 2, 2))),  # ENABLE_PUSH=2
+            h2cRequest(settingsHeader(struct.pack("!HL", 4, 2**31))),
+            h2cRequest(settingsHeader(struct.pack("!HL", 5, 2**14 - 1))),
+            h2cRequest(settingsHeader(struct.pack("!HL", 5, 2**24))),
+            h2cRequest(good, connection=b"Upgrade"),  # H3
+            h2cRequest(good, upgrade=b"h2"),  # H5
+            h2cRequest(good, version=b"HTTP/1.0"),  # S9
+            h2cRequest(good, method=b"POST", body=b"x" * (64 * 1024 + 1)),  # H7
+        ]
+        for raw in cases:
+            self.declined(raw)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_parseSettings(self) -> None:
+        self.assertEqual(parseHTTP2Settings(b""), {})
+        self.assertEqual(
+            parseHTTP2Settings(settingsHeader(struct.pack("!HLHL", 3, 100, 99, 7))),
+            {3: 100, 99: 7},
+        )
+        self.assertIsNone(parseHTTP2Settings(b"A"))
+        self.assertIsNone(parseHTTP2Settings(b"AAMAAABk=="))
+
+
+class PriorKnowledgeTests(H2CBase):
+    """
+    RFC 9113 §3.3: HTTP/2 with prior knowledge on the same listener.
+    """
+
+    def test_priorKnowledge(self) -> None:
+        self.client.initiate_connection()
+        self.client.send_headers(
+            1,
+            [
+                (b":method", b"GET"),
+                (b":path", b"/pk"),
+                (b":scheme", b"http"),
+                (b":authority", b"example.com"),
+            ],
+            end_stream=True,
+        )
+        for byte in self.client.data_to_send():  # trickled
+            self.server.dataReceived(bytes([byte]))
+        events = self.client.receive_data(self.flush())
+        self.assertEqual(self.response(events)[1], b"GET /pk HTTP/2 body=")
+
+    def test_http11Unaffected(self) -> None:
+        self.server.dataReceived(b"P")
+        self.server.dataReceived(
+            b"OST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz"
+        )
+        [response], _ = parseResponses(self.flush())
+        self.assertEqual(response.body, b"POST /p HTTP/1.1 body=z")
+
+    def test_offByDefault(self) -> None:
+        site = UpgradeSite(self.show, reactor=self.clock)
+        self.connect(site)
+        self.server.dataReceived(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        self.assertTrue(self.flush().startswith(b"HTTP/1.1 400 "))
+        self.connect(site)
+        settings = settingsHeader(struct.pack("!HL", 3, 100))
+        self.server.dataReceived(h2cRequest(settings))
+        [response], _ = parseResponses(self.flush())
+        self.assertEqual(response.code, 200)
+
+
+class UpgradeSiteTests(SynchronousTestCase):
+    """
+    UpgradeSite serves what Site serves, and composes with UpgradeResource.
+    """
+
+    def setUp(self) -> None:
+        self.factory = RecorderFactory()
+        registry = UpgradeRegistry()
+        registry.register("foo/2", self.factory)
+        root = Resource()
+        root.putChild(b"up", UpgradeResource(registry))
+        root.putChild(b"show", Show())
+        self.root = root
+
+    def exchange(self, site: Site, raw: bytes) -> bytes:
+        server: Any = site.buildProtocol(PEER)
+        transport = TCPLikeTransport(peerAddress=PEER)
+        transport.protocol = server
+        server.makeConnection(transport)
+        server.dataReceived(raw)
+        data: bytes = transport.value()
+        return data
+
+    def test_sameAsSite(self) -> None:
+        raw = (
+            b"GET /show?a=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"DELETE * HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        clock = Clock()
+        plain, _ = parseResponses(self.exchange(Site(self.root, reactor=clock), raw))
+        ours, _ = parseResponses(
+            self.exchange(UpgradeSite(self.root, h2c=True, reactor=clock), raw)
+        )
+        self.assertEqual(
+            [(r.status, r.names(), r.body) for r in ours],
+            [(r.status, r.names(), r.body) for r in plain],
+        )
+
+    def test_composesWithUpgradeResource(self) -> None:
+        site = UpgradeSite(self.root, h2c=True, reactor=Clock())
+        self.assertEqual(self.exchange(site, rawRequest()), SWITCHED_FOO)
+        self.assertEqual(len(self.factory.built), 1)
+
+    def test_siteRegistryFirst(self) -> None:
+        """
+        A connection-wide target is offered the request before traversal,
+        on any path, and declines fall through to the path's resource.
+        """
+        siteFactory = RecorderFactory()
+        registry = UpgradeRegistry()
+        registry.register("bar", siteFactory)
+        site = UpgradeSite(self.root, registry, reactor=Clock())
+        offer = [(b"Host", b"x"), (b"Connection", b"upgrade"), (b"Upgrade", b"bar")]
+        self.assertTrue(
+            self.exchange(site, rawRequest(path=b"/show", headers=offer)).startswith(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: bar\r\n"
+            )
+        )
+        self.assertEqual(len(siteFactory.built), 1)
+        # A connection-wide target that declines: the path's resource goes on.
+        siteFactory.buildProtocol = lambda addr: None  # type: ignore[assignment,return-value]
+        offer[2] = (b"Upgrade", b"bar, foo/2")
+        self.assertEqual(self.exchange(site, rawRequest(headers=offer)), SWITCHED_FOO)
+
+    def test_asteriskUpgrade(self) -> None:
+        siteFactory = RecorderFactory()
+        registry = UpgradeRegistry()
+        registry.register("bar", siteFactory)
+        site = UpgradeSite(self.root, registry, reactor=Clock())
+        raw = b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: "
+        self.assertTrue(
+            self.exchange(site, raw + b"bar\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+        )
+        [response], _ = parseResponses(self.exchange(site, raw + b"baz\r\n\r\n"))
+        self.assertEqual(
+            (response.code, response.header(b"content-length")), (200, [b"0"])
+        )
