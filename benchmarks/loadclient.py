@@ -14,7 +14,8 @@ Modes (one cycle each):
     the request; the 101 head and the echo may arrive together.
 
 Each of C{processes} forked workers runs one epoll loop over C{concurrency}
-non-blocking sockets, with the request bytes precomputed. Workers start
+non-blocking sockets, with the request bytes precomputed; a finished or
+failed connection is replaced by a new one after each poll. Workers start
 hitting the server at once; only cycles completed inside the measurement
 window C{[start, start + duration]} (start = launch + C{ramp}) are counted,
 so process start-up and the ramp do not skew cycles/s. Connections still in
@@ -221,12 +222,16 @@ class _Worker:
         payloadSize = len(PAYLOAD)
         upgradeName = b"\r\nupgrade: echo\r\n"
 
+        concurrency = self.concurrency
         now = monotonic()
-        for _ in range(self.concurrency):
-            self.open(now)
         nextScan = now + 0.25
 
         while now < end:
+            # Top up to `concurrency` connections: those that finished or
+            # failed are replaced here, at most once per poll, so that a
+            # refusing server costs one round of errors per poll timeout.
+            for _ in range(concurrency - len(conns)):
+                self.open(now)
             wait = min(end, nextScan) - now
             events = ep.poll(wait if wait > 0 else 0)
             now = monotonic()
@@ -310,7 +315,6 @@ class _Worker:
                 conn.sock.close()
                 if now >= start:
                     self.cycles += 1
-                self.open(now)
 
         for conn in conns.values():
             conn.sock.close()
@@ -322,7 +326,6 @@ class _Worker:
         late = [(fd, c) for fd, c in self.conns.items() if c.started < limit]
         for fd, conn in late:
             self.fail(fd, conn, f"timeout in {_STATE_NAMES[conn.state]}")
-            self.open(now)
 
 
 def _workerMain(

@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             f"server pid {server.process.pid} on 127.0.0.1:{server.port} "
             f"({server.reactor}); client {args.processes} processes x "
             f"{args.concurrency} connections; {args.rounds} rounds x "
-            f"{args.duration:g} s per mode, warm-up {args.warmup:g} s per mode",
+            f"{args.duration:g} s per mode, warm-up {args.warmup:g} s per mode; "
+            f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs",
             flush=True,
         )
 
@@ -233,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
         print()
         printTable(totals)
+        print(
+            f"load average at the end {os.getloadavg()[0]:.2f} (other busy "
+            "processes on the machine make the numbers noisier; compare srv CPU "
+            "and the per-round spread)"
+        )
     finally:
         server.stop()
     if args.server_cprofile:

@@ -8,6 +8,7 @@ Protocols} -> the same connection continues in the new protocol
 
 from ._interfaces import (
     Accept,
+    AcceptTLS,
     Decision,
     Decline,
     IUpgradeAware,
@@ -22,6 +23,7 @@ from .site import UpgradeSite
 
 __all__ = [
     "Accept",
+    "AcceptTLS",
     "Decision",
     "Decline",
     "IUpgradeAware",

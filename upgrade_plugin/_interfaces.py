@@ -16,6 +16,7 @@ from ._tokens import ProtocolToken
 
 __all__ = [
     "Accept",
+    "AcceptTLS",
     "Decision",
     "Decline",
     "IUpgradeAware",
@@ -89,6 +90,24 @@ class Accept:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AcceptTLS:
+    """
+    Start TLS under the same HTTP/1.1 connection (RFC 2817 §3.3): after the
+    101 the server starts TLS, and the request is then answered normally,
+    inside TLS, as are the requests after it.
+
+    @ivar contextFactory: the server's TLS context factory.
+    @ivar upgrade: the 101's C{Upgrade} value, layers bottom-up
+        (RFC 9110 §7.8), e.g. C{b"TLS/1.2, HTTP/1.1"}.
+    @ivar headers: extra header fields for the 101 response.
+    """
+
+    contextFactory: object
+    upgrade: bytes
+    headers: Sequence[tuple[bytes, bytes]] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Decline:
     """
     Do not switch to this protocol; the next protocol the client offered is
@@ -108,7 +127,7 @@ class Reject:
     body: bytes = b""
 
 
-Decision = Accept | Decline | Reject
+Decision = Accept | AcceptTLS | Decline | Reject
 
 
 class IUpgradeTarget(Interface):
@@ -125,10 +144,10 @@ class IUpgradeTarget(Interface):
         """
         Decide on one offered upgrade.
 
-        Return L{Accept} (with the protocol to switch to), L{Decline} or
-        L{Reject}, or a L{Deferred} firing with one of them. An exception is
-        a server error: the request is answered with 500 and the connection
-        keeps serving.
+        Return L{Accept} (with the protocol to switch to), L{AcceptTLS},
+        L{Decline} or L{Reject}, or a L{Deferred} firing with one of them.
+        An exception is a server error: the request is answered with 500
+        and the connection keeps serving.
         """
 
 

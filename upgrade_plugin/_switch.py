@@ -31,17 +31,25 @@ from typing import Any
 import h2.errors
 import h2.events
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IProtocol, ITCPTransport
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IProtocol,
+    ISSLTransport,
+    ITCPTransport,
+    ITLSTransport,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
+from zope.interface import alsoProvides, noLongerProvides
 
 from ._interfaces import IUpgradeAware, UpgradeRequest
 from ._tokens import listMembers
 
 __all__ = [
     "SUPPORTED_TWISTED",
+    "canStartTLS",
     "canSwitch",
     "h2cConnection",
     "priorKnowledgeChannelFactory",
@@ -79,6 +87,19 @@ def canSwitch(request: Request) -> bool:
         and not request.startedWriting
         and not request.finished
         and channel.requests == [request]
+    )
+
+
+def canStartTLS(request: Request) -> bool:
+    """
+    Can C{request}'s connection start TLS in place? A cleartext transport
+    that supports C{startTLS}, as well as L{canSwitch}.
+    """
+    if not canSwitch(request):
+        return False
+    transport = request.channel.transport
+    return ITLSTransport.providedBy(transport) and not ISSLTransport.providedBy(
+        transport
     )
 
 
@@ -244,6 +265,50 @@ def switchProtocol(
         peer=upgradeRequest.peer,
         upgrade=upgrade.decode("ascii"),
     )
+
+
+def startTLS(
+    request: Request,
+    contextFactory: Any,
+    *,
+    upgrade: bytes,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """
+    Answer C{request} with a 101 and start TLS under its HTTP/1.1 channel
+    (RFC 2817 §3.3). The channel goes on: the caller then answers the
+    request as usual, and the answer goes out inside TLS.
+
+    Bytes the client sent after the request (its ClientHello, RFC 9110 §7.8)
+    are fed to TLS, not parsed as HTTP. The caller has checked
+    L{canStartTLS}.
+    """
+    channel: Any = request.channel
+    transport: Any = channel.transport
+    unparsed = _takeUnparsedBytes(channel)
+    writeSwitchingProtocols(transport, upgrade, headers)
+    # TLS pauses its producer while it buffers writes made before the
+    # handshake, and the HTTP channel, paused, would stop reading: the
+    # ClientHello would never be read. So the channel is not the producer
+    # until the handshake is done.
+    networkProducer = channel._networkProducer
+    networkProducer.unregisterProducer()
+    transport.startTLS(contextFactory)
+    tlsProtocol = transport.protocol
+    wrapper = tlsProtocol.wrappedProtocol
+
+    def handshakeCompleted() -> None:
+        del wrapper.handshakeCompleted
+        noLongerProvides(wrapper, IHandshakeListener)
+        if channel.transport is not None and not channel.transport.disconnecting:
+            networkProducer.registerProducer(channel, True)
+
+    wrapper.handshakeCompleted = handshakeCompleted
+    alsoProvides(wrapper, IHandshakeListener)
+    if unparsed:
+        # startTLS put the TLS protocol between the transport and the
+        # channel: what arrives from the network goes there.
+        tlsProtocol.dataReceived(unparsed)
 
 
 # RFC 9113 §3.4: the client connection preface.

@@ -16,10 +16,10 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ._interfaces import Accept, Decision, Decline, Reject, UpgradeRequest
+from ._interfaces import Accept, AcceptTLS, Decision, Decline, Reject, UpgradeRequest
 from ._negotiate import upgradeOffer
 from ._registry import Registration, UpgradeRegistry
-from ._switch import canSwitch, requestBody, switchProtocol
+from ._switch import canStartTLS, canSwitch, requestBody, startTLS, switchProtocol
 from ._tokens import ProtocolToken, httpVersion
 
 __all__ = ["UpgradeResource"]
@@ -187,6 +187,25 @@ class UpgradeResource(Resource):
                 peer=upgradeRequest.peer,
             )
             return NOT_DONE_YET
+        if isinstance(decision, AcceptTLS):
+            if not canStartTLS(request):
+                return None
+            startTLS(
+                request,
+                decision.contextFactory,
+                upgrade=decision.upgrade,
+                headers=list(decision.headers),
+            )
+            self._log.debug(
+                "Upgrade of {uri} to {protocol} accepted for {peer}",
+                uri=upgradeRequest.uri,
+                protocol=str(protocol),
+                peer=upgradeRequest.peer,
+            )
+            # RFC 2817 §3.3: the request itself is answered inside TLS.
+            if self.fallback is None:
+                return NoResource().render(request)
+            return self.fallback.render(request)
         if isinstance(decision, Reject):
             self._log.info(
                 "Upgrade of {uri} to {protocol} rejected with {code} for {peer}",

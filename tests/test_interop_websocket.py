@@ -1,0 +1,598 @@
+"""
+L{WebSocketUpgrade} against real WebSocket peers that nobody here wrote, over
+127.0.0.1: npm C{ws} under node, headless Chromium, and Python C{websockets}
+and Chromium through an nginx reverse proxy.
+
+Each peer runs the opening handshake of RFC 6455 §4.1, sends one text message
+(§5.6) and expects it back from an autobahn echo protocol; the echo is
+asserted on what the peer itself reports.
+
+The peers are external programs: when one is missing its tests are skipped,
+except under C{UPGRADE_PLUGIN_REQUIRE_PEERS=1} (CI), where they fail. The
+npm C{ws} module is looked for in C{UPGRADE_PLUGIN_NODE_MODULES} (a
+C{node_modules} directory; relative paths are taken from the repository
+root), by default C{.ci/node/node_modules}, where C{.ci/run} installs it.
+
+Every external process runs in a session of its own, so that it and all it
+forks (Chromium's helpers, nginx's workers) can be signalled as one process
+group, and every wait for one is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+)
+from twisted.internet import defer
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectError, ProcessDone, ProcessTerminated
+from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+
+from upgrade_plugin import UpgradeRegistry, UpgradeResource
+from upgrade_plugin.websocket import WebSocketUpgrade
+
+from .helpers import requireExternal
+
+reactor: Any = _reactor
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _nodeModules() -> Path:
+    configured = os.environ.get("UPGRADE_PLUGIN_NODE_MODULES")
+    if not configured:
+        return REPO / ".ci" / "node" / "node_modules"
+    return REPO / configured  # an absolute path stays as it is
+
+
+def _findProgram(*names: str) -> str | None:
+    """
+    The first of C{names} on C{PATH}, or in the sbin directories that a
+    non-root C{PATH} may lack (Debian's nginx is C{/usr/sbin/nginx}).
+    """
+    for name in names:
+        found = shutil.which(name) or shutil.which(
+            name, path="/usr/local/sbin:/usr/sbin:/sbin"
+        )
+        if found is not None:
+            return found
+    return None
+
+
+NODE_MODULES = _nodeModules()
+NODE = _findProgram("node")
+CHROMIUM = _findProgram("chromium", "chromium-browser")
+NGINX = _findProgram("nginx")
+
+
+def _nodeMissing() -> str | None:
+    if NODE is None:
+        return "node is not on PATH"
+    if not (NODE_MODULES / "ws").is_dir():
+        return (
+            f"npm module ws is not in {NODE_MODULES} (npm install --prefix .ci/node"
+            " ws, or set UPGRADE_PLUGIN_NODE_MODULES to a node_modules holding it)"
+        )
+    return None
+
+
+NODE_MISSING = _nodeMissing()
+CHROMIUM_MISSING = None if CHROMIUM else "chromium (or chromium-browser) is not on PATH"
+NGINX_MISSING = None if NGINX else "nginx is neither on PATH nor in /usr/sbin"
+
+# The bound on each external program's run; a fresh CI machine's first
+# Chromium start is the slowest.
+PROCESS_TIMEOUT = 60.0
+# The bound on each wait for a connection, a process to stop, a socket to close.
+SHORT_TIMEOUT = 10.0
+
+_TestMethod = TypeVar("_TestMethod", bound=Callable[..., Any])
+
+
+def needs(*missing: str | None) -> Callable[[_TestMethod], _TestMethod]:
+    """
+    Skip the decorated test when a peer it needs is missing, with the reason
+    from L{requireExternal}; under CI the test runs and fails, saying what is
+    missing.
+    """
+    reasons = [reason for reason in missing if reason is not None]
+
+    def decorate(test: _TestMethod) -> _TestMethod:
+        if not reasons:
+            return test
+        reason = "; ".join(reasons)
+        skip = requireExternal(reason)
+        if skip is not None:
+            test.skip = skip  # type: ignore[attr-defined]
+            return test
+
+        @wraps(test)
+        def fail(self: TestCase, *args: Any, **kwargs: Any) -> None:
+            self.fail(f"a required WebSocket peer is missing: {reason}")
+
+        return fail  # type: ignore[return-value]
+
+    return decorate
+
+
+class Echo(WebSocketServerProtocol):
+    """
+    Sends every message back as it came, text as text and binary as binary
+    (RFC 6455 §5.6).
+    """
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.sendMessage(payload, isBinary)
+
+
+def _acceptDeflate(offers: list[Any]) -> Any:
+    """
+    Accept the first permessage-deflate offer (RFC 7692 §5): every peer here
+    offers it, so their compressed frames are exercised too.
+    """
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+PAGE = b"""<!doctype html>
+<meta charset="utf-8">
+<title>WebSocket echo</title>
+<p id="result">waiting</p>
+<p id="extensions"></p>
+<script>
+const result = document.getElementById("result");
+// Chromium dumps the DOM once --virtual-time-budget has run out, and virtual
+// time jumps ahead whenever the page is idle, e.g. while it waits for the
+// socket. A chain of immediate tasks keeps it busy (and the clock still)
+// until the exchange is over, for at most a bounded number of turns.
+let waiting = true;
+let turns = 0;
+const spin = new MessageChannel();
+spin.port1.onmessage = () => {
+  if (waiting && ++turns < 500000) spin.port2.postMessage(null);
+};
+spin.port2.postMessage(null);
+const ws = new WebSocket("ws://" + location.host + "/ws/echo");
+ws.onopen = () => ws.send("ping-123");
+ws.onmessage = (event) => {
+  result.textContent = "echo ok: " + event.data;
+  document.getElementById("extensions").textContent =
+    "extensions: " + ws.extensions;
+  waiting = false;
+  ws.close(1000);
+};
+ws.onerror = () => {
+  result.textContent = "error";
+  waiting = false;
+};
+ws.onclose = (event) => {
+  if (waiting) result.textContent = "closed " + event.code;
+  waiting = false;
+};
+</script>
+"""
+
+NODE_CLIENT = """\
+const WebSocket = require("ws");
+const [url, message] = process.argv.slice(2);
+const ws = new WebSocket(url);
+const timer = setTimeout(() => { console.error("timed out"); process.exit(2); }, 10000);
+ws.on("open", () => ws.send(message));
+ws.on("message", (data, isBinary) => {
+  const echo = data.toString();
+  console.log(JSON.stringify({echo, isBinary, extensions: ws.extensions}));
+  ws.close(1000);
+});
+ws.on("close", (code) => {
+  clearTimeout(timer);
+  console.log(JSON.stringify({close: code}));
+});
+ws.on("error", (error) => { console.error(error.message); process.exit(1); });
+"""
+
+
+# Run argv[1:] in a new session: the child's pid is then its process group.
+_NEW_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
+
+
+def _childEnvironment(**extra: str) -> dict[str, str]:
+    """
+    This process's environment without proxy settings (every peer talks to
+    127.0.0.1 directly), plus C{extra}.
+    """
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.lower().endswith("_proxy")
+    }
+    environment.update(extra)
+    return environment
+
+
+class ExternalProcess(ProcessProtocol):
+    """
+    An external program in its own session, with its output collected.
+    """
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv = argv
+        self.stdout = b""
+        self.stderr = b""
+        self.exitCode: int | None = None
+        self.signal: int | None = None
+        self.ended = False
+        self._waiting: list[Deferred[None]] = []
+        transport = reactor.spawnProcess(
+            self, sys.executable, [sys.executable, "-c", _NEW_SESSION, *argv], env=env
+        )
+        self.pid: int = transport.pid
+
+    def outReceived(self, data: bytes) -> None:
+        self.stdout += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.stderr += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended = True
+        if isinstance(reason.value, (ProcessDone, ProcessTerminated)):
+            self.exitCode = reason.value.exitCode
+            self.signal = reason.value.signal
+        # Whatever the program left behind in its group goes with it.
+        self.signalGroup(signal.SIGKILL)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def signalGroup(self, signum: int) -> None:
+        # contextlib.suppress, not a module-level "suppress": trial would take
+        # that for the module's list of warnings to suppress.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signum)
+
+    def waitForEnd(self, seconds: float) -> Deferred[None]:
+        """
+        Fire when the program has ended; fail with Twisted's
+        L{defer.TimeoutError} after C{seconds}.
+        """
+        d: Deferred[None] = Deferred(lambda d: self._waiting.remove(d))
+        if self.ended:
+            d.callback(None)
+        else:
+            self._waiting.append(d)
+        return d.addTimeout(seconds, reactor)
+
+    async def stop(self, signum: int = signal.SIGTERM) -> None:
+        """
+        Ask the program to stop with C{signum}; if it has not ended after
+        L{SHORT_TIMEOUT}, kill its process group.
+        """
+        if self.ended:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+        try:
+            await self.waitForEnd(SHORT_TIMEOUT)
+        except defer.TimeoutError:
+            await self.kill()
+
+    async def kill(self) -> None:
+        self.signalGroup(signal.SIGKILL)
+        await self.waitForEnd(SHORT_TIMEOUT)
+
+    def describe(self) -> str:
+        return (
+            f"{self.argv!r} ended with exit code {self.exitCode}, signal"
+            f" {self.signal}\n"
+            f"stdout: {self.stdout.decode(errors='replace')}\n"
+            f"stderr: {self.stderr.decode(errors='replace')}"
+        )
+
+
+def freePort() -> int:
+    """
+    A TCP port on 127.0.0.1 that was free a moment ago.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+NGINX_CONF = """\
+daemon off;
+{user}
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log notice;
+
+events {{
+    worker_connections 64;
+}}
+
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://127.0.0.1:{backend};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+"""
+
+
+def websocketsEcho(
+    url: str, message: str
+) -> tuple[str | bytes, str | None, int | None]:
+    """
+    In a thread: connect with the Python C{websockets} client, send
+    C{message}, and return the echo, the accepted extensions and the close
+    code of the closing handshake (RFC 6455 §7.1.5).
+    """
+    from websockets.sync.client import connect
+
+    with connect(url, proxy=None, open_timeout=10, close_timeout=5) as websocket:
+        websocket.send(message)
+        echo = websocket.recv(timeout=10)
+        response = websocket.response
+        assert response is not None
+        extensions = response.headers.get("Sec-WebSocket-Extensions")
+    return echo, extensions, websocket.close_code
+
+
+class _Probe(Protocol):
+    pass
+
+
+class InteropTests(TestCase):
+    """
+    Real peers against a L{Site} with an HTML page at C{/} and
+    L{WebSocketUpgrade} at C{/ws/echo}.
+    """
+
+    def setUp(self) -> None:
+        factory = WebSocketServerFactory()
+        factory.protocol = Echo
+        factory.setProtocolOptions(perMessageCompressionAccept=_acceptDeflate)
+        registry = UpgradeRegistry()
+        registry.register("websocket", WebSocketUpgrade(factory))
+        ws = Resource()
+        ws.putChild(b"echo", UpgradeResource(registry))
+        root = Resource()
+        root.putChild(b"", Data(PAGE, "text/html; charset=utf-8"))
+        root.putChild(b"ws", ws)
+        self.site = Site(root)
+        self.site.logFile = _NullLog()
+        self.listeningPort = reactor.listenTCP(0, self.site, interface="127.0.0.1")
+        self.port: int = self.listeningPort.getHost().port
+        self.addCleanup(self.stopServing)
+
+    async def stopServing(self) -> None:
+        """
+        Stop listening and wait, boundedly, for every connection the peers
+        made to be closed: an upgraded one belongs to autobahn's protocol
+        now, and nothing may be left in the reactor.
+        """
+        await self.listeningPort.stopListening()
+        for _ in range(int(SHORT_TIMEOUT / 0.05)):
+            if not self.serverConnections():
+                return
+            await deferLater(reactor, 0.05)
+        for connection in self.serverConnections():
+            connection.abortConnection()
+        self.fail("the peers left connections open")
+
+    def serverConnections(self) -> list[Any]:
+        selectables = {*reactor.getReaders(), *reactor.getWriters()}
+        return [
+            s for s in selectables if getattr(s, "server", None) is self.listeningPort
+        ]
+
+    def temporaryDirectory(self) -> str:
+        directory = tempfile.mkdtemp(prefix="upgrade-plugin-interop-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        return directory
+
+    def spawn(
+        self, argv: list[str], env: dict[str, str] | None = None
+    ) -> ExternalProcess:
+        process = ExternalProcess(argv, _childEnvironment() if env is None else env)
+        self.addCleanup(process.stop)
+        return process
+
+    async def runPeer(
+        self, argv: list[str], env: dict[str, str] | None = None
+    ) -> ExternalProcess:
+        """
+        Run a program to its end, for at most L{PROCESS_TIMEOUT}; fail if it
+        took longer or exited with an error.
+        """
+        process = self.spawn(argv, env)
+        try:
+            await process.waitForEnd(PROCESS_TIMEOUT)
+        except defer.TimeoutError:
+            await process.kill()
+            self.fail(f"timed out after {PROCESS_TIMEOUT}s: {process.describe()}")
+        if process.exitCode != 0:
+            self.fail(process.describe())
+        return process
+
+    async def chromium(self, url: str) -> str:
+        """
+        The DOM of C{url} after its scripts ran, from headless Chromium (as
+        root, without a display or a sandbox; C{--virtual-time-budget} lets
+        the page's script run before the DOM is dumped, see L{PAGE}).
+        """
+        assert CHROMIUM is not None
+        profile = self.temporaryDirectory()
+        process = await self.runPeer(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                url,
+            ],
+            # Chromium keeps its caches and crash reports under HOME.
+            _childEnvironment(HOME=profile),
+        )
+        return process.stdout.decode("utf-8", errors="replace")
+
+    async def nginx(self) -> int:
+        """
+        Start nginx as a reverse proxy in front of the site (the usual
+        WebSocket set-up: RFC 6455 §4.1's Upgrade and Connection fields are
+        hop-by-hop and must be set again by the proxy) and return its port
+        once it accepts connections.
+        """
+        assert NGINX is not None
+        directory = self.temporaryDirectory()
+        port = freePort()
+        # As root, nginx runs its workers as nobody unless told otherwise,
+        # and nobody cannot enter the private temporary directory, where a
+        # worker puts a response that it buffers to disk.
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = os.path.join(directory, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(
+                NGINX_CONF.format(
+                    user=user, dir=directory, port=port, backend=self.port
+                )
+            )
+        errorLog = os.path.join(directory, "error.log")
+        process = self.spawn([NGINX, "-p", directory, "-e", errorLog, "-c", conf])
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=1)
+        for _ in range(int(SHORT_TIMEOUT / 0.05)):
+            if process.ended:
+                break
+            try:
+                probe = await connectProtocol(endpoint, _Probe())
+            except ConnectError:
+                await deferLater(reactor, 0.05)
+                continue
+            probe.transport.loseConnection()
+            return port
+        with open(errorLog, errors="replace") as f:
+            log = f.read()
+        self.fail(f"nginx did not accept on {port}: {process.describe()}\n{log}")
+
+    @needs(NODE_MISSING)
+    async def test_nodeWs(self) -> None:
+        """
+        npm C{ws}: handshake (RFC 6455 §4.1), one text message echoed, and a
+        clean closing handshake with 1000 (§7.4.1).
+        """
+        assert NODE is not None
+        script = os.path.join(self.temporaryDirectory(), "client.js")
+        with open(script, "w") as f:
+            f.write(NODE_CLIENT)
+        url = f"ws://127.0.0.1:{self.port}/ws/echo"
+        process = await self.runPeer(
+            [NODE, script, url, "hello from ws"],
+            _childEnvironment(NODE_PATH=str(NODE_MODULES)),
+        )
+        lines = [json.loads(line) for line in process.stdout.splitlines()]
+        self.assertEqual(
+            lines,
+            [
+                {
+                    "echo": "hello from ws",
+                    "isBinary": False,
+                    "extensions": "permessage-deflate",
+                },
+                {"close": 1000},
+            ],
+        )
+
+    @needs(CHROMIUM_MISSING)
+    async def test_chromium(self) -> None:
+        """
+        A browser's WebSocket: the page's script gets its message echoed.
+        """
+        dom = await self.chromium(f"http://127.0.0.1:{self.port}/")
+        self.assertIn("echo ok: ping-123", dom)
+        self.assertIn("extensions: permessage-deflate", dom)
+
+    @needs(NGINX_MISSING)
+    async def test_nginxWebsockets(self) -> None:
+        """
+        Python C{websockets} through nginx: nginx passes the 101 and then
+        the connection as a tunnel.
+        """
+        port = await self.nginx()
+        echo, extensions, closeCode = await deferToThread(
+            websocketsEcho, f"ws://127.0.0.1:{port}/ws/echo", "through nginx"
+        )
+        self.assertEqual(echo, "through nginx")
+        self.assertIsNotNone(extensions)
+        self.assertTrue(str(extensions).startswith("permessage-deflate"))
+        self.assertEqual(closeCode, 1000)
+
+    @needs(NGINX_MISSING, CHROMIUM_MISSING)
+    async def test_nginxChromium(self) -> None:
+        """
+        Chromium through nginx: the page and its WebSocket both come through
+        the proxy.
+        """
+        port = await self.nginx()
+        dom = await self.chromium(f"http://127.0.0.1:{port}/")
+        self.assertIn("echo ok: ping-123", dom)
+
+
+class _NullLog:
+    def write(self, data: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

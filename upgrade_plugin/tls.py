@@ -1,0 +1,168 @@
+"""
+RFC 2817: upgrading to TLS within HTTP/1.1.
+
+    registry.register("TLS", TLSUpgrade(contextFactory))
+
+A client offers C{Upgrade: TLS/1.2,TLS/1.1,TLS/1.0} with C{Connection:
+Upgrade}; the server answers C{101 Switching Protocols} with C{Upgrade:
+TLS/1.2, HTTP/1.1}, starts TLS on the same connection, and answers the
+original request inside TLS (§3.3); the HTTP/1.1 connection goes on there.
+A mandatory upgrade rides on C{OPTIONS *} (§3.2), which L{UpgradeSite}
+routes to its registry. L{RequireTLS} marks resources as TLS-only (§4.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet import ssl
+from twisted.web.resource import IResource, Resource
+from zope.interface import implementer
+
+from ._interfaces import AcceptTLS, Decision, Decline, IUpgradeTarget, UpgradeRequest
+from ._registry import UpgradeRegistry
+from ._tokens import httpVersion
+from .resource import UpgradeResource
+
+__all__ = ["RequireTLS", "TLSUpgrade", "contextFactoryFromFiles"]
+
+# Newest first: the versions a context may speak, and the option that
+# disables each.
+_VERSIONS = [
+    ("1.3", SSL.OP_NO_TLSv1_3),
+    ("1.2", SSL.OP_NO_TLSv1_2),
+    ("1.1", SSL.OP_NO_TLSv1_1),
+    ("1.0", SSL.OP_NO_TLSv1),
+]
+
+
+def contextFactoryFromFiles(certificate: str, privateKey: str | None = None) -> Any:
+    """
+    A server context factory from PEM files: the certificate (with its
+    chain), and the key (default: in the certificate's file).
+
+    @raise OSError: if a file cannot be read.
+    @raise ssl.SSL.Error: if they are not a certificate and its key.
+    """
+    with open(certificate, "rb") as f:
+        pem = f.read()
+    if privateKey is not None and privateKey != certificate:
+        with open(privateKey, "rb") as f:
+            pem += b"\n" + f.read()
+    return ssl.PrivateCertificate.loadPEM(pem).options()
+
+
+def contextVersions(contextFactory: Any) -> list[str]:
+    """
+    The TLS versions C{contextFactory}'s context has not disabled, newest
+    first (C{Context.set_options(0)} changes nothing and returns the
+    options in force).
+    """
+    options = contextFactory.getContext().set_options(0)
+    return [version for version, disabled in _VERSIONS if not options & disabled]
+
+
+@implementer(IUpgradeTarget)
+class TLSUpgrade:
+    """
+    Upgrade a cleartext HTTP/1.1 connection to TLS (RFC 2817), registered
+    under C{TLS}.
+
+    The first offered C{TLS/x.y} (or a bare C{TLS}) that the context speaks
+    is accepted; offers on a connection that is already TLS are declined.
+
+    @param contextFactory: a server TLS context factory, such as
+        L{twisted.internet.ssl.CertificateOptions}; see
+        L{contextFactoryFromFiles}.
+    @param versions: the C{x.y} versions to accept, newest first; by
+        default those the context has not disabled.
+    """
+
+    def __init__(
+        self, contextFactory: Any, *, versions: list[str] | None = None
+    ) -> None:
+        self.contextFactory = contextFactory
+        self.versions = (
+            versions if versions is not None else contextVersions(contextFactory)
+        )
+
+    def requiredUpgrade(self) -> bytes:
+        """
+        The C{Upgrade} value of a 426 (RFC 2817 §4.2): the oldest version
+        accepted (the one most clients can reach; the handshake still picks
+        the best both speak), layered under HTTP/1.1.
+        """
+        return b"TLS/%s, HTTP/1.1" % (self.versions[-1].encode("ascii"),)
+
+    def upgradeRequested(self, request: UpgradeRequest) -> Decision:
+        if request.secure or not self.versions:
+            return Decline()
+        offered = request.protocol.version
+        if offered is None:
+            offered = self.versions[-1]
+        elif offered not in self.versions:
+            return Decline()
+        return AcceptTLS(
+            contextFactory=self.contextFactory,
+            # RFC 9110 §7.8, RFC 2817 §3.3: layers bottom-up.
+            upgrade=b"TLS/%s, HTTP/1.1" % (offered.encode("ascii"),),
+        )
+
+
+class _SecureOnly(Resource):
+    """
+    C{resource} on a TLS connection; 426 naming TLS otherwise.
+    """
+
+    isLeaf = True
+
+    def __init__(self, resource: IResource, upgrade: TLSUpgrade) -> None:
+        super().__init__()
+        self.resource = resource
+        self.upgrade = upgrade
+
+    def render(self, request: Any) -> Any:
+        if request.isSecure():
+            return self.resource.render(request)
+        request.setResponseCode(426, b"Upgrade Required")
+        version = httpVersion(request.clientproto)
+        if version is not None and version[0] == 1:
+            request.setHeader(b"upgrade", self.upgrade.requiredUpgrade())
+            existing = request.responseHeaders.getRawHeaders(b"connection", [])
+            request.responseHeaders.setRawHeaders(
+                b"connection", [b", ".join([*existing, b"Upgrade"])]
+            )
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return (
+            b"426 Upgrade Required: this resource is served over TLS only. "
+            b"Upgrade this connection (RFC 2817) or use https.\n"
+        )
+
+
+class RequireTLS(Resource):
+    """
+    Serve C{resource} (and its children) over TLS only (RFC 2817 §4.2).
+
+    On a TLS connection (an C{ssl:} listener, or one upgraded before) the
+    resource is served as usual. On cleartext, an offer of TLS is accepted
+    and the request answered inside TLS; anything else gets C{426 Upgrade
+    Required} with C{Upgrade: TLS/x.y, HTTP/1.1}, C{Connection: Upgrade} and
+    a short body, and the connection stays open.
+    """
+
+    def __init__(self, resource: IResource, upgrade: TLSUpgrade) -> None:
+        super().__init__()
+        self.resource = resource
+        self.upgrade = upgrade
+        registry = UpgradeRegistry()
+        registry.register("TLS", upgrade)
+        self._upgrading = UpgradeResource(registry, _SecureOnly(resource, upgrade))
+        self.isLeaf = bool(getattr(resource, "isLeaf", False))
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
+        child = self.resource.getChildWithDefault(path, request)
+        return RequireTLS(child, self.upgrade)
+
+    def render(self, request: Any) -> Any:
+        return self._upgrading.render(request)
