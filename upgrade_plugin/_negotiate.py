@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._tokens import ProtocolToken, connectionOptions, httpVersion, parseUpgrade
+from ._tokens import ProtocolToken, hasConnectionOption, httpVersion, parseUpgrade
 
 __all__ = ["upgradeOffer"]
 
@@ -40,6 +40,6 @@ def upgradeOffer(
     parsed = httpVersion(version)
     if parsed is None or parsed[0] != 1 or parsed[1] < 1:
         return []
-    if b"upgrade" not in connectionOptions(connection):
+    if not hasConnectionOption(connection, b"upgrade"):
         return []
     return parseUpgrade(upgrade)

@@ -4,8 +4,6 @@ L{UpgradeRegistry}: upgrade tokens mapped to the targets that serve them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from twisted.internet.interfaces import IProtocolFactory
 from zope.interface import implementer
 
@@ -39,7 +37,6 @@ class ProtocolFactoryTarget:
         return f"ProtocolFactoryTarget({self.factory!r})"
 
 
-@dataclass(frozen=True)
 class Registration:
     """
     One registered token and its target.
@@ -48,8 +45,12 @@ class Registration:
         echoes (RFC 9110 §16.7: tokens are registered in a preferred case).
     """
 
-    token: ProtocolToken
-    target: IUpgradeTarget
+    __slots__ = ("_value", "target", "token")
+
+    def __init__(self, token: ProtocolToken, target: IUpgradeTarget) -> None:
+        self.token = token
+        self.target = target
+        self._value = token.toBytes()
 
     def upgradeValue(self, offered: ProtocolToken) -> bytes:
         """
@@ -57,10 +58,12 @@ class Registration:
         registration: the registered spelling, with the offered version when
         the registration names none.
         """
-        version = self.token.version
-        if version is None:
-            version = offered.version
-        return ProtocolToken(name=self.token.name, version=version).toBytes()
+        if self.token.version is not None or offered.version is None:
+            return self._value
+        return ProtocolToken(name=self.token.name, version=offered.version).toBytes()
+
+    def __repr__(self) -> str:
+        return f"Registration({self.token!r}, {self.target!r})"
 
 
 def _target(target: object) -> IUpgradeTarget:

@@ -52,6 +52,7 @@ __all__ = [
     "canStartTLS",
     "canSwitch",
     "h2cConnection",
+    "isSecure",
     "priorKnowledgeChannelFactory",
     "requestBody",
     "switchProtocol",
@@ -88,6 +89,18 @@ def canSwitch(request: Request) -> bool:
         and not request.finished
         and channel.requests == [request]
     )
+
+
+def isSecure(request: Request) -> bool:
+    """
+    L{Request.isSecure}, without the adapter lookup it does on every call:
+    the transport I{provides} L{ISSLTransport} once TLS is on (an C{ssl:}
+    listener, or C{startTLS}).
+    """
+    if request._forceSSL:
+        return True
+    channel = request.channel
+    return channel is not None and ISSLTransport.providedBy(channel.transport)
 
 
 def canStartTLS(request: Request) -> bool:
@@ -259,12 +272,6 @@ def switchProtocol(
             upgrade=upgrade.decode("ascii"),
         )
         transport.abortConnection()
-        return
-    _log.debug(
-        "{peer} switched to {upgrade}",
-        peer=upgradeRequest.peer,
-        upgrade=upgrade.decode("ascii"),
-    )
 
 
 def startTLS(

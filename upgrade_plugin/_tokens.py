@@ -21,12 +21,14 @@ From RFC 9110::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = [
     "ProtocolToken",
     "connectionOptions",
+    "hasConnectionOption",
     "httpVersion",
     "isToken",
     "listMembers",
@@ -34,7 +36,9 @@ __all__ = [
     "parseUpgrade",
 ]
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_TCHARS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN = re.compile(_TCHARS + rb"\Z")
+_PROTOCOL = re.compile(rb"(" + _TCHARS + rb")(?:/(" + _TCHARS + rb"))?\Z")
 _OWS = b" \t"
 _VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])\Z")
 
@@ -101,28 +105,46 @@ def parseProtocol(member: bytes) -> ProtocolToken | None:
     C{protocol} (C{foo/1/2}, C{foo/}, C{/1}, a quoted string...): those are
     ignored rather than failing the request (RFC 9110 §7.8, §5.6.2).
     """
-    name, slash, version = member.partition(b"/")
-    if not isToken(name):
+    match = _PROTOCOL.match(member)
+    if match is None:
         return None
-    if slash and not isToken(version):
-        return None
+    name, version = match.groups()
     return ProtocolToken(
         name=name.decode("ascii"),
-        version=version.decode("ascii") if slash else None,
+        version=None if version is None else version.decode("ascii"),
     )
 
 
-def parseUpgrade(values: Iterable[bytes]) -> list[ProtocolToken]:
+def parseUpgrade(values: Sequence[bytes]) -> list[ProtocolToken]:
     """
     The valid protocols offered by all C{Upgrade} lines, in the client's
     order of preference (RFC 9110 §7.8: "listed in descending preference").
     """
+    return list(_parseUpgrade(tuple(values)))
+
+
+@lru_cache(maxsize=512)
+def _parseUpgrade(values: tuple[bytes, ...]) -> tuple[ProtocolToken, ...]:
+    # Clients send the same few values again and again; tokens are frozen.
     protocols = []
     for member in listMembers(values):
         protocol = parseProtocol(member)
         if protocol is not None:
             protocols.append(protocol)
-    return protocols
+    return tuple(protocols)
+
+
+def hasConnectionOption(values: Iterable[bytes], option: bytes) -> bool:
+    """
+    Do the C{Connection} lines list C{option} (lower-case)? Options are
+    case-insensitive (RFC 9110 §7.6.1); a member that is not a token cannot
+    be equal to one, so no further check is needed.
+    """
+    for line in values:
+        for member in line.split(b","):
+            if member.strip(_OWS).lower() == option:
+                return True
+    return False
 
 
 def connectionOptions(values: Iterable[bytes]) -> frozenset[bytes]:
@@ -140,6 +162,8 @@ def httpVersion(version: bytes) -> tuple[int, int] | None:
     return L{None} for anything else (including C{HTTP/2} from an HTTP/2
     stream).
     """
+    if version == b"HTTP/1.1":
+        return (1, 1)
     match = _VERSION.match(version)
     if match is None:
         return None

@@ -19,7 +19,14 @@ from twisted.web.server import NOT_DONE_YET
 from ._interfaces import Accept, AcceptTLS, Decision, Decline, Reject, UpgradeRequest
 from ._negotiate import upgradeOffer
 from ._registry import Registration, UpgradeRegistry
-from ._switch import canStartTLS, canSwitch, requestBody, startTLS, switchProtocol
+from ._switch import (
+    canStartTLS,
+    canSwitch,
+    isSecure,
+    requestBody,
+    startTLS,
+    switchProtocol,
+)
 from ._tokens import ProtocolToken, httpVersion
 
 __all__ = ["UpgradeResource"]
@@ -272,12 +279,13 @@ def _snapshot(request: Request, offered: ProtocolToken, body: bytes) -> UpgradeR
         method=request.method,
         uri=request.uri,
         version=request.clientproto,
-        headers=request.requestHeaders.copy(),
+        # Not a copy: after a switch nothing else uses the request's headers.
+        headers=request.requestHeaders,
         body=body,
         protocol=offered,
         peer=request.getClientAddress(),
         host=request.getHost(),
-        secure=request.isSecure(),
+        secure=isSecure(request),
     )
 
 
