@@ -155,7 +155,19 @@ def _genericWrapper(channel: HTTPChannel) -> Any:
     Find the L{_GenericHTTPChannelProtocol} that the transport delivers to
     and that forwards to C{channel}.
     """
-    pending: list[object] = [channel.transport]
+    transport = channel.transport
+    # The usual cases first: TCP (transport.protocol) and TLS
+    # (TLSMemoryBIOProtocol.wrappedProtocol).
+    for candidate in (
+        getattr(transport, "protocol", None),
+        getattr(transport, "wrappedProtocol", None),
+    ):
+        if (
+            isinstance(candidate, _GenericHTTPChannelProtocol)
+            and candidate._channel is channel  # type: ignore[comparison-overlap]
+        ):
+            return candidate
+    pending: list[object] = [transport]
     seen: set[int] = set()
     while pending and len(seen) < _MAX_WRAPPER_DEPTH:
         candidate = pending.pop()
@@ -191,6 +203,8 @@ def _finishRequest(request: Request) -> None:
     line, C{notifyFinish()} fires, the channel drops it. Nothing is written:
     the 101 head went out raw.
     """
+    # requestDone() would re-arm the idle timeout that _detach() removes.
+    request.channel._savedTimeOut = None
     request.code = 101
     request.code_message = b"Switching Protocols"
     request.startedWriting = True

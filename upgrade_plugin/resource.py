@@ -187,12 +187,7 @@ class UpgradeResource(Resource):
                 upgradeRequest=upgradeRequest,
                 afterConnect=decision.afterConnect,
             )
-            self._log.debug(
-                "Upgrade of {uri} to {protocol} accepted for {peer}",
-                uri=upgradeRequest.uri,
-                protocol=str(protocol),
-                peer=upgradeRequest.peer,
-            )
+            # The access log's 101 line records it: no event on the hot path.
             return NOT_DONE_YET
         if isinstance(decision, AcceptTLS):
             if not canStartTLS(request):
