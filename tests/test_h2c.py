@@ -436,3 +436,34 @@ class UpgradeSiteTests(SynchronousTestCase):
         self.assertEqual(
             (response.code, response.header(b"content-length")), (200, [b"0"])
         )
+
+
+class AccessLogTests(SynchronousTestCase):
+    """
+    One access-log line per upgraded request, with status 101 and the
+    chosen protocol.
+    """
+
+    def test_upgradeInLogLine(self) -> None:
+        factory = RecorderFactory()
+        registry = UpgradeRegistry()
+        registry.register("foo/2", factory)
+        root = Resource()
+        root.putChild(b"up", UpgradeResource(registry))
+        root.putChild(b"show", Show())
+        site = UpgradeSite(root, reactor=Clock())
+        site.logFile = log = ListLog()
+        server: Any = site.buildProtocol(PEER)
+        transport = TCPLikeTransport(peerAddress=PEER)
+        transport.protocol = server
+        server.makeConnection(transport)
+        server.dataReceived(rawRequest())
+        server2: Any = site.buildProtocol(PEER)
+        transport2 = TCPLikeTransport(peerAddress=PEER)
+        server2.makeConnection(transport2)
+        server2.dataReceived(b"GET /show HTTP/1.1\r\nHost: x\r\n\r\n")
+        [upgraded, plain] = log.lines
+        self.assertRegex(
+            upgraded, r'"GET /up HTTP/1\.1" 101 - "-" "-" upgrade="foo/2"$'
+        )
+        self.assertRegex(plain, r'"GET /show HTTP/1\.1" 200 \d+ "-" "-"$')

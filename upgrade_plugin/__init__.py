@@ -19,7 +19,7 @@ from ._interfaces import (
 from ._registry import ProtocolFactoryTarget, UpgradeRegistry
 from ._tokens import ProtocolToken
 from .resource import UpgradeResource
-from .site import UpgradeSite
+from .site import UpgradeSite, upgradeLogFormatter
 
 __all__ = [
     "Accept",
@@ -35,4 +35,5 @@ __all__ = [
     "UpgradeRequest",
     "UpgradeResource",
     "UpgradeSite",
+    "upgradeLogFormatter",
 ]

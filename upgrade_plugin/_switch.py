@@ -197,7 +197,7 @@ def _takeUnparsedBytes(channel: HTTPChannel) -> bytes:
     return buffered
 
 
-def _finishRequest(request: Request) -> None:
+def _finishRequest(request: Request, upgrade: bytes) -> None:
     """
     Finish C{request} as a 101 for twisted.web's bookkeeping: one access-log
     line, C{notifyFinish()} fires, the channel drops it. Nothing is written:
@@ -205,6 +205,7 @@ def _finishRequest(request: Request) -> None:
     """
     # requestDone() would re-arm the idle timeout that _detach() removes.
     request.channel._savedTimeOut = None
+    request.upgradedTo = upgrade  # type: ignore[attr-defined]
     request.code = 101
     request.code_message = b"Switching Protocols"
     request.startedWriting = True
@@ -255,7 +256,7 @@ def switchProtocol(
     # twisted.web judged non-persistent (HTTP/1.9, "Connection: upgrade,
     # close"): after a 101 the connection belongs to the new protocol.
     channel.persistent = True
-    _finishRequest(request)
+    _finishRequest(request, upgrade)
     _detach(channel)
 
     wrapper = _genericWrapper(channel)
@@ -308,6 +309,7 @@ def startTLS(
     transport: Any = channel.transport
     unparsed = _takeUnparsedBytes(channel)
     writeSwitchingProtocols(transport, upgrade, headers)
+    request.upgradedTo = upgrade  # type: ignore[attr-defined]
     # TLS pauses its producer while it buffers writes made before the
     # handshake, and the HTTP channel, paused, would stop reading: the
     # ClientHello would never be read. So the channel is not the producer

@@ -187,7 +187,12 @@ class UpgradeResource(Resource):
                 upgradeRequest=upgradeRequest,
                 afterConnect=decision.afterConnect,
             )
-            # The access log's 101 line records it: no event on the hot path.
+            self._log.debug(
+                "Upgraded {peer} to {protocol} at {uri}",
+                peer=upgradeRequest.peer,
+                protocol=str(protocol),
+                uri=upgradeRequest.uri,
+            )
             return NOT_DONE_YET
         if isinstance(decision, AcceptTLS):
             if not canStartTLS(request):
@@ -199,10 +204,10 @@ class UpgradeResource(Resource):
                 headers=list(decision.headers),
             )
             self._log.debug(
-                "Upgrade of {uri} to {protocol} accepted for {peer}",
-                uri=upgradeRequest.uri,
-                protocol=str(protocol),
+                "Upgraded {peer} to {protocol} at {uri}",
                 peer=upgradeRequest.peer,
+                protocol=str(protocol),
+                uri=upgradeRequest.uri,
             )
             # RFC 2817 §3.3: the request itself is answered inside TLS.
             if self.fallback is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web.http import datetimeToString
+from twisted.web.http import combinedLogFormatter, datetimeToString
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site, version
 
@@ -16,7 +16,21 @@ from ._switch import priorKnowledgeChannelFactory
 from .h2c import H2CUpgrade
 from .resource import UpgradeResource
 
-__all__ = ["UpgradeSite"]
+__all__ = ["UpgradeSite", "upgradeLogFormatter"]
+
+
+def upgradeLogFormatter(timestamp: str, request: Any) -> str:
+    """
+    Twisted's combined log format, plus C{upgrade="..."} on requests that
+    switched protocols: the value of the 101's C{Upgrade} (for example
+    C{websocket}, C{h2c}, C{TLS/1.2, HTTP/1.1}). Give it to any L{Site} as
+    C{logFormatter}; L{UpgradeSite} uses it by default.
+    """
+    line: str = combinedLogFormatter(timestamp, request)
+    upgraded: bytes | None = getattr(request, "upgradedTo", None)
+    if upgraded is None:
+        return line
+    return line + ' upgrade="' + upgraded.decode("ascii", "replace") + '"'
 
 
 class _AsteriskForm(Resource):
@@ -86,7 +100,8 @@ class UpgradeSite(Site):
         §3.1 deprecates h2c, and see L{upgrade_plugin.h2c} on smuggling.
     @param h2cMaxBodySize: see L{H2CUpgrade}.
     @param siteArguments: anything else L{Site} takes (C{timeout},
-        C{logPath}, C{reactor}...).
+        C{logPath}, C{reactor}...); C{logFormatter} defaults to
+        L{upgradeLogFormatter}.
     """
 
     def __init__(
@@ -98,6 +113,7 @@ class UpgradeSite(Site):
         h2cMaxBodySize: int = 64 * 1024,
         **siteArguments: Any,
     ) -> None:
+        siteArguments.setdefault("logFormatter", upgradeLogFormatter)
         super().__init__(resource, **siteArguments)
         self.requestFactory = _asteriskAware(self.requestFactory)
         self.upgradeRegistry = registry if registry is not None else UpgradeRegistry()
