@@ -467,3 +467,41 @@ class AccessLogTests(SynchronousTestCase):
             upgraded, r'"GET /up HTTP/1\.1" 101 - "-" "-" upgrade="foo/2"$'
         )
         self.assertRegex(plain, r'"GET /show HTTP/1\.1" 200 \d+ "-" "-"$')
+
+
+class NotARequestTests(SynchronousTestCase):
+    """
+    RFC 9931, S37: bytes that cannot start a request (a TLS ClientHello sent
+    in hope of an upgrade) get 400 and a close at once, not a wait for a
+    line end that never comes.
+    """
+
+    def serve(self) -> tuple[Any, TCPLikeTransport]:
+        site = UpgradeSite(Show(), reactor=Clock())
+        server: Any = site.buildProtocol(PEER)
+        transport = TCPLikeTransport(peerAddress=PEER)
+        transport.protocol = server
+        server.makeConnection(transport)
+        return server, transport
+
+    def test_afterARequest(self) -> None:
+        server, transport = self.serve()
+        server.dataReceived(
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+            b"Upgrade: TLS/1.2\r\n\r\n\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+        )
+        [ok, bad], _ = parseResponses(transport.value())
+        self.assertEqual((ok.code, bad.status), (200, b"HTTP/1.1 400 Bad Request"))
+        self.assertTrue(transport.disconnecting)
+
+    def test_first(self) -> None:
+        server, transport = self.serve()
+        server.dataReceived(b"\x16\x03\x01\x02\x00")
+        self.assertEqual(transport.value(), b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_emptyLinesAllowed(self) -> None:
+        server, transport = self.serve()
+        server.dataReceived(b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        [response], _ = parseResponses(transport.value())
+        self.assertEqual(response.code, 200)

@@ -160,3 +160,14 @@ class InternalsTests(SynchronousTestCase):
         self.assertEqual(self.channel.requests, [])
         self.assertTrue(self.channel.line_mode)
         self.assertFalse(self.channel._handlingRequest)
+
+    def test_firstLineFlag(self) -> None:
+        """
+        C{HTTPChannel.__first_line} is true while the channel waits for a
+        request line, and false inside one (UpgradeSite's channel rejects
+        bytes that cannot start a request only at that point).
+        """
+        self.assertTrue(self.channel._HTTPChannel__first_line)
+        self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\n")
+        self.assertFalse(self.channel._HTTPChannel__first_line)
+        self.assertTrue(self.channel.line_mode)

@@ -53,9 +53,9 @@ __all__ = [
     "canSwitch",
     "h2cConnection",
     "isSecure",
-    "priorKnowledgeChannelFactory",
     "requestBody",
     "switchProtocol",
+    "upgradeSiteChannelFactory",
     "writeSwitchingProtocols",
 ]
 
@@ -470,48 +470,89 @@ class _PriorKnowledgeH2Connection(H2Connection):
         transport.registerProducer(self, True)
 
 
-class _PriorKnowledgeChannel(HTTPChannel):
+# RFC 9112 §2.2, §3: a request starts with a method (a token), after at most
+# a few empty lines. Anything else, such as a TLS record (0x16) sent in
+# hope of an upgrade, can never become a request (RFC 9931).
+_REQUEST_START = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz\r\n"
+)
+
+
+class _UpgradeSiteChannel(HTTPChannel):
     """
-    An HTTP/1.1 channel that hands the connection to HTTP/2 when it opens
-    with the HTTP/2 connection preface (RFC 9113 §3.3, §3.4), which
-    twisted.web would otherwise reject as an HTTP/2.0 request line.
+    The HTTP/1.1 channel of an L{UpgradeSite}:
+      - bytes that cannot start a request get 400 and a close at once,
+        rather than waiting for a line end that never comes;
+      - with h2c on, a connection that opens with the HTTP/2 preface
+        (RFC 9113 §3.3, §3.4), which twisted.web would reject as an
+        HTTP/2.0 request line, is handed to HTTP/2.
     """
 
     _wrapper: Any = None
     _sniffed: bytes | None = b""
 
+    def _atRequestStart(self) -> bool:
+        return bool(
+            self.line_mode
+            and not self._handlingRequest
+            and self._HTTPChannel__first_line  # type: ignore[attr-defined]
+        )
+
     def dataReceived(self, data: bytes) -> None:
         sniffed = self._sniffed
         if sniffed is not None:
-            data = sniffed + data
-            if len(data) < len(_PREFACE) and _PREFACE.startswith(data):
-                self._sniffed = data
-                return
-            self._sniffed = None
-            if data.startswith(_PREFACE):
-                self._switchToHTTP2(data)
-                return
+            if not getattr(getattr(self, "site", None), "h2c", False):
+                self._sniffed = None
+            else:
+                data = sniffed + data
+                if len(data) < len(_PREFACE) and _PREFACE.startswith(data):
+                    self._sniffed = data
+                    return
+                self._sniffed = None
+                if data.startswith(_PREFACE):
+                    self._switchToHTTP2(data)
+                    return
+        if (
+            data
+            and not self._buffer
+            and data[0] not in _REQUEST_START
+            and self._atRequestStart()
+        ):
+            self._respondToBadRequestAndDisconnect()
+            return
         super().dataReceived(data)
+
+    def requestDone(self, request: Request) -> None:
+        super().requestDone(request)
+        pending = self._buffer
+        transport: Any = self.transport
+        if (
+            pending
+            and pending[0] not in _REQUEST_START
+            and transport is not None
+            and not transport.disconnecting
+            and self._atRequestStart()
+        ):
+            self._buffer = b""
+            self._respondToBadRequestAndDisconnect()
 
     def _switchToHTTP2(self, data: bytes) -> None:
         transport = self.transport
         wrapper = self._wrapper
         self._wrapper = None
         _detach(self)
-        connection = _configure(
-            _PriorKnowledgeH2Connection(wrapper._site.reactor), wrapper._site
-        )
+        site = wrapper._site
+        connection = _configure(_PriorKnowledgeH2Connection(site.reactor), site)
         wrapper._channel = connection
         connection.makeConnection(transport)
         connection.dataReceived(data)
 
 
-def priorKnowledgeChannelFactory() -> _GenericHTTPChannelProtocol:
+def upgradeSiteChannelFactory() -> _GenericHTTPChannelProtocol:
     """
-    A C{Site.protocol} that serves HTTP/1.1, and HTTP/2 to clients that
-    start with its preface.
+    A C{Site.protocol} for L{UpgradeSite}: see L{_UpgradeSiteChannel}.
     """
-    channel = _PriorKnowledgeChannel()
+    channel = _UpgradeSiteChannel()
     wrapper = _GenericHTTPChannelProtocol(channel)
     channel._wrapper = wrapper
     return wrapper

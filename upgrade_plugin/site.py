@@ -12,7 +12,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site, version
 
 from ._registry import UpgradeRegistry
-from ._switch import priorKnowledgeChannelFactory
+from ._switch import upgradeSiteChannelFactory
 from .h2c import H2CUpgrade
 from .resource import UpgradeResource
 
@@ -118,12 +118,13 @@ class UpgradeSite(Site):
         self.requestFactory = _asteriskAware(self.requestFactory)
         self.upgradeRegistry = registry if registry is not None else UpgradeRegistry()
         self.h2c = h2c
+        # Answers what can never be a request at once, and (with h2c) takes
+        # HTTP/2 with prior knowledge (RFC 9113 §3.3) on the same port.
+        self.protocol = upgradeSiteChannelFactory  # type: ignore[method-assign]
         if h2c:
             self.upgradeRegistry.register(
                 "h2c", H2CUpgrade(self, maxBodySize=h2cMaxBodySize)
             )
-            # HTTP/2 with prior knowledge (RFC 9113 §3.3) on the same port.
-            self.protocol = priorKnowledgeChannelFactory  # type: ignore[method-assign]
 
     def getResourceFor(self, request: Any) -> Any:
         target = super().getResourceFor(request)

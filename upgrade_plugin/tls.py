@@ -13,6 +13,7 @@ routes to its registry. L{RequireTLS} marks resources as TLS-only (§4.2).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from OpenSSL import SSL
@@ -25,15 +26,14 @@ from ._registry import UpgradeRegistry
 from ._tokens import httpVersion
 from .resource import UpgradeResource
 
-__all__ = ["RequireTLS", "TLSUpgrade", "contextFactoryFromFiles"]
+__all__ = ["RequireTLS", "TLSUpgrade", "contextFactoryFromFiles", "contextVersions"]
 
-# Newest first: the versions a context may speak, and the option that
-# disables each.
-_VERSIONS = [
-    ("1.3", SSL.OP_NO_TLSv1_3),
-    ("1.2", SSL.OP_NO_TLSv1_2),
-    ("1.1", SSL.OP_NO_TLSv1_1),
-    ("1.0", SSL.OP_NO_TLSv1),
+# Newest first.
+_PROTOCOL_VERSIONS = [
+    ("1.3", SSL.TLS1_3_VERSION),
+    ("1.2", SSL.TLS1_2_VERSION),
+    ("1.1", SSL.TLS1_1_VERSION),
+    ("1.0", SSL.TLS1_VERSION),
 ]
 
 
@@ -43,24 +43,69 @@ def contextFactoryFromFiles(certificate: str, privateKey: str | None = None) -> 
     chain), and the key (default: in the certificate's file).
 
     @raise OSError: if a file cannot be read.
-    @raise ssl.SSL.Error: if they are not a certificate and its key.
+    @raise ValueError: naming the files, if they are not a certificate and
+        its private key.
     """
     with open(certificate, "rb") as f:
         pem = f.read()
+    names = certificate
     if privateKey is not None and privateKey != certificate:
         with open(privateKey, "rb") as f:
             pem += b"\n" + f.read()
-    return ssl.PrivateCertificate.loadPEM(pem).options()
+        names = f"{certificate} and {privateKey}"
+    try:
+        return ssl.PrivateCertificate.loadPEM(pem).options()
+    except Exception as error:
+        raise ValueError(
+            f"{names}: not a PEM certificate and its private key ({error})"
+        ) from None
+
+
+def _handshakes(contextFactory: Any, version: int) -> bool:
+    """
+    Does a server context from C{contextFactory} complete a handshake, in
+    memory, with a client that speaks only C{version}?
+    """
+    client = SSL.Context(SSL.TLS_METHOD)
+    client.set_min_proto_version(version)
+    client.set_max_proto_version(version)
+    client.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+    clientConnection = SSL.Connection(client, None)
+    clientConnection.set_connect_state()
+    serverConnection = SSL.Connection(contextFactory.getContext(), None)
+    serverConnection.set_accept_state()
+    done = set()
+    for _ in range(6):
+        for connection, peer in (
+            (clientConnection, serverConnection),
+            (serverConnection, clientConnection),
+        ):
+            try:
+                connection.do_handshake()
+                done.add(id(connection))
+            except SSL.WantReadError:
+                pass
+            except SSL.Error:
+                return False
+            with contextlib.suppress(SSL.WantReadError):
+                peer.bio_write(connection.bio_read(65536))
+        if len(done) == 2:
+            return True
+    return False
 
 
 def contextVersions(contextFactory: Any) -> list[str]:
     """
-    The TLS versions C{contextFactory}'s context has not disabled, newest
-    first (C{Context.set_options(0)} changes nothing and returns the
-    options in force).
+    The TLS versions a server context from C{contextFactory} completes a
+    handshake with, newest first. They are tried in memory, so every way of
+    limiting them counts: options, minimum and maximum versions, the
+    system's OpenSSL policy.
     """
-    options = contextFactory.getContext().set_options(0)
-    return [version for version, disabled in _VERSIONS if not options & disabled]
+    return [
+        version
+        for version, protocol in _PROTOCOL_VERSIONS
+        if _handshakes(contextFactory, protocol)
+    ]
 
 
 @implementer(IUpgradeTarget)
