@@ -426,7 +426,15 @@ class _UpgradedH2Connection(H2Connection):
                     error_code=h2.errors.ErrorCodes.PROTOCOL_ERROR,
                     additional_data=b"invalid connection preface",
                 )
-                self._terminate(Failure(ConnectionLost("invalid connection preface")))
+                # What H2Connection.dataReceived does on a ProtocolError
+                # (Twisted 25.5 to 26.x).
+                if self._tryToWriteControlData():
+                    transport: Any = self.transport
+                    transport.loseConnection()
+                    self.connectionLost(
+                        Failure(ConnectionLost("invalid connection preface")),
+                        _cancelTimeouts=False,
+                    )
                 return
             self._prefaceSeen = seen + len(expected)
         super().dataReceived(data)
