@@ -20,13 +20,9 @@ group, and every wait for one is bounded.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
-import sys
 import tempfile
 from collections.abc import Callable
 from functools import wraps
@@ -40,13 +36,11 @@ from autobahn.websocket.compress import (
 )
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectError, ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.internet.error import ConnectError
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -56,6 +50,20 @@ from upgrade_plugin import UpgradeRegistry, UpgradeResource
 from upgrade_plugin.websocket import WebSocketUpgrade
 
 from .helpers import requireExternal
+from .processes import (
+    CHROMIUM,
+    CHROMIUM_MISSING,
+    NGINX,
+    NGINX_CONF,
+    NGINX_MISSING,
+    PROCESS_TIMEOUT,
+    SHORT_TIMEOUT,
+    ExternalProcess,
+    freePort,
+    websocketsEcho,
+)
+from .processes import childEnvironment as _childEnvironment
+from .processes import findProgram as _findProgram
 
 reactor: Any = _reactor
 
@@ -69,24 +77,8 @@ def _nodeModules() -> Path:
     return REPO / configured  # an absolute path stays as it is
 
 
-def _findProgram(*names: str) -> str | None:
-    """
-    The first of C{names} on C{PATH}, or in the sbin directories that a
-    non-root C{PATH} may lack (Debian's nginx is C{/usr/sbin/nginx}).
-    """
-    for name in names:
-        found = shutil.which(name) or shutil.which(
-            name, path="/usr/local/sbin:/usr/sbin:/sbin"
-        )
-        if found is not None:
-            return found
-    return None
-
-
 NODE_MODULES = _nodeModules()
 NODE = _findProgram("node")
-CHROMIUM = _findProgram("chromium", "chromium-browser")
-NGINX = _findProgram("nginx")
 
 
 def _nodeMissing() -> str | None:
@@ -101,14 +93,6 @@ def _nodeMissing() -> str | None:
 
 
 NODE_MISSING = _nodeMissing()
-CHROMIUM_MISSING = None if CHROMIUM else "chromium (or chromium-browser) is not on PATH"
-NGINX_MISSING = None if NGINX else "nginx is neither on PATH nor in /usr/sbin"
-
-# The bound on each external program's run; a fresh CI machine's first
-# Chromium start is the slowest.
-PROCESS_TIMEOUT = 60.0
-# The bound on each wait for a connection, a process to stop, a socket to close.
-SHORT_TIMEOUT = 10.0
 
 _TestMethod = TypeVar("_TestMethod", bound=Callable[..., Any])
 
@@ -215,171 +199,6 @@ ws.on("close", (code) => {
 });
 ws.on("error", (error) => { console.error(error.message); process.exit(1); });
 """
-
-
-# Run argv[1:] in a new session: the child's pid is then its process group.
-_NEW_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
-
-
-def _childEnvironment(**extra: str) -> dict[str, str]:
-    """
-    This process's environment without proxy settings (every peer talks to
-    127.0.0.1 directly), plus C{extra}.
-    """
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.lower().endswith("_proxy")
-    }
-    environment.update(extra)
-    return environment
-
-
-class ExternalProcess(ProcessProtocol):
-    """
-    An external program in its own session, with its output collected.
-    """
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.argv = argv
-        self.stdout = b""
-        self.stderr = b""
-        self.exitCode: int | None = None
-        self.signal: int | None = None
-        self.ended = False
-        self._waiting: list[Deferred[None]] = []
-        transport = reactor.spawnProcess(
-            self, sys.executable, [sys.executable, "-c", _NEW_SESSION, *argv], env=env
-        )
-        self.pid: int = transport.pid
-
-    def outReceived(self, data: bytes) -> None:
-        self.stdout += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.stderr += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended = True
-        if isinstance(reason.value, (ProcessDone, ProcessTerminated)):
-            self.exitCode = reason.value.exitCode
-            self.signal = reason.value.signal
-        # Whatever the program left behind in its group goes with it.
-        self.signalGroup(signal.SIGKILL)
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
-
-    def signalGroup(self, signum: int) -> None:
-        # contextlib.suppress, not a module-level "suppress": trial would take
-        # that for the module's list of warnings to suppress.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signum)
-
-    def waitForEnd(self, seconds: float) -> Deferred[None]:
-        """
-        Fire when the program has ended; fail with Twisted's
-        L{defer.TimeoutError} after C{seconds}.
-        """
-        d: Deferred[None] = Deferred(lambda d: self._waiting.remove(d))
-        if self.ended:
-            d.callback(None)
-        else:
-            self._waiting.append(d)
-        return d.addTimeout(seconds, reactor)
-
-    async def stop(self, signum: int = signal.SIGTERM) -> None:
-        """
-        Ask the program to stop with C{signum}; if it has not ended after
-        L{SHORT_TIMEOUT}, kill its process group.
-        """
-        if self.ended:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signum)
-        try:
-            await self.waitForEnd(SHORT_TIMEOUT)
-        except defer.TimeoutError:
-            await self.kill()
-
-    async def kill(self) -> None:
-        self.signalGroup(signal.SIGKILL)
-        await self.waitForEnd(SHORT_TIMEOUT)
-
-    def describe(self) -> str:
-        return (
-            f"{self.argv!r} ended with exit code {self.exitCode}, signal"
-            f" {self.signal}\n"
-            f"stdout: {self.stdout.decode(errors='replace')}\n"
-            f"stderr: {self.stderr.decode(errors='replace')}"
-        )
-
-
-def freePort() -> int:
-    """
-    A TCP port on 127.0.0.1 that was free a moment ago.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-NGINX_CONF = """\
-daemon off;
-{user}
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log notice;
-
-events {{
-    worker_connections 64;
-}}
-
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        ''      close;
-    }}
-
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://127.0.0.1:{backend};
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-        }}
-    }}
-}}
-"""
-
-
-def websocketsEcho(
-    url: str, message: str
-) -> tuple[str | bytes, str | None, int | None]:
-    """
-    In a thread: connect with the Python C{websockets} client, send
-    C{message}, and return the echo, the accepted extensions and the close
-    code of the closing handshake (RFC 6455 §7.1.5).
-    """
-    from websockets.sync.client import connect
-
-    with connect(url, proxy=None, open_timeout=10, close_timeout=5) as websocket:
-        websocket.send(message)
-        echo = websocket.recv(timeout=10)
-        response = websocket.response
-        assert response is not None
-        extensions = response.headers.get("Sec-WebSocket-Extensions")
-    return echo, extensions, websocket.close_code
 
 
 class _Probe(Protocol):

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from twisted.application import service, strports
 from twisted.internet import endpoints, reactor
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.python import reflect, usage
 from twisted.web.resource import IResource, Resource
 from twisted.web.static import File
@@ -35,6 +36,19 @@ def _load(name: str, what: str) -> Any:
         return reflect.namedAny(name)
     except Exception as error:
         raise usage.UsageError(f"cannot load {what} {name!r}: {error}") from None
+
+
+def _instance(value: Any, name: str, *, always: bool = False) -> Any:
+    """
+    C{value}, or what calling it returns when it is a class (or C{always}):
+    a factory may be named by its class or by a function that makes one.
+    """
+    if not (always or isinstance(value, type)):
+        return value
+    try:
+        return value()
+    except Exception as error:
+        raise usage.UsageError(f"calling {name} failed: {error}") from None
 
 
 def _path(text: str) -> list[bytes]:
@@ -129,9 +143,11 @@ class Options(usage.Options):
         if not equals or not path or not name:
             raise usage.UsageError(f"--websocket takes PATH=module.factory: {value!r}")
         factory = _load(name, "WebSocket factory")
-        if callable(factory) and not hasattr(factory, "buildProtocol"):
-            factory = factory()
-        if not hasattr(factory, "buildProtocol"):
+        if callable(factory) and not IProtocolFactory.providedBy(factory):
+            factory = _instance(factory, name, always=True)
+        if not IProtocolFactory.providedBy(factory) or not hasattr(
+            factory, "allowedOriginsPatterns"
+        ):
             raise usage.UsageError(f"{name} is not a WebSocket server factory")
         self["websockets"].append((_path(path), factory))
 
@@ -148,8 +164,8 @@ class Options(usage.Options):
             )
         if parseProtocol(token.encode("ascii", "replace")) is None:
             raise usage.UsageError(f"not an upgrade token: {token!r}")
-        factory = _load(name, "protocol factory")
-        if not hasattr(factory, "buildProtocol"):
+        factory = _instance(_load(name, "protocol factory"), name)
+        if not IProtocolFactory.providedBy(factory):
             raise usage.UsageError(f"{name} is not a protocol factory")
         self["protocols"].append((_path(path), token, factory))
 
@@ -182,7 +198,7 @@ class Options(usage.Options):
         if self["resource"] is not None:
             root = _load(self["resource"], "resource")
             if callable(root) and not IResource.providedBy(root):
-                root = root()
+                root = _instance(root, self["resource"], always=True)
             if not IResource.providedBy(root):
                 raise usage.UsageError(f"{self['resource']} is not a resource")
             self["root"] = root
@@ -209,6 +225,14 @@ class Options(usage.Options):
             self["h2c"] = self["demo"]
         if not self["listen"]:
             self["listen"] = ["tcp:8080"]
+        targets = {tuple(path) for path, _ in self["websockets"]}
+        targets.update(tuple(path) for path, _, _ in self["protocols"])
+        for path in self["required"]:
+            if tuple(path) not in targets:
+                raise usage.UsageError(
+                    "--require-upgrade needs a --websocket or --protocol at /"
+                    + b"/".join(path).decode()
+                )
 
 
 def _child(parent: Any, segment: bytes) -> Any:
@@ -280,13 +304,6 @@ def makeService(config: Options) -> service.MultiService:
                 advertise=config["advertise"],
             ),
         )
-    for path in config["required"]:
-        if tuple(path) not in targets:
-            raise usage.UsageError(
-                "--require-upgrade needs a --websocket or --protocol at "
-                + "/"
-                + b"/".join(path).decode()
-            )
     for path in config["tlsOnly"]:
         _mount(
             root,
