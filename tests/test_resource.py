@@ -786,3 +786,34 @@ class TraversalTests(Base):
         self.assertTrue(self.resource.isLeaf)
         self.send(rawRequest(path=b"/up/anything"))
         self.assertEqual(self.transport.value(), SWITCHED_FOO)
+
+
+class EventTests(Base):
+    """
+    One structured event per decision, with named fields.
+    """
+
+    def test_events(self) -> None:
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.registry.register("bar", Scripted(lambda r: Decline()))
+        self.registry.register("baz", Scripted(lambda r: Reject(code=403, body=b"no")))
+        self.serve()
+        offer = [(b"Host", b"x"), (b"Connection", b"Upgrade")]
+        self.send(rawRequest(headers=[*offer, (b"Upgrade", b"bar, baz")]))
+        self.send(rawRequest(headers=[*offer, (b"Upgrade", b"foo/2")]))
+        outcomes = [
+            (e["outcome"], e["protocol"], e["uri"], e["log_level"].name)
+            for e in events
+            if "outcome" in e
+        ]
+        self.assertEqual(
+            outcomes,
+            [
+                ("declined", "bar", b"/up", "debug"),
+                ("rejected with 403", "baz", b"/up", "info"),
+                ("accepted", "foo/2", b"/up", "debug"),
+            ],
+        )

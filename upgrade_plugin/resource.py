@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.http import Request
 from twisted.web.iweb import IRequest
@@ -187,12 +187,7 @@ class UpgradeResource(Resource):
                 upgradeRequest=upgradeRequest,
                 afterConnect=decision.afterConnect,
             )
-            self._log.debug(
-                "Upgraded {peer} to {protocol} at {uri}",
-                peer=upgradeRequest.peer,
-                protocol=str(protocol),
-                uri=upgradeRequest.uri,
-            )
+            self._outcome(LogLevel.debug, "accepted", upgradeRequest)
             return NOT_DONE_YET
         if isinstance(decision, AcceptTLS):
             if not canStartTLS(request):
@@ -203,37 +198,39 @@ class UpgradeResource(Resource):
                 upgrade=decision.upgrade,
                 headers=list(decision.headers),
             )
-            self._log.debug(
-                "Upgraded {peer} to {protocol} at {uri}",
-                peer=upgradeRequest.peer,
-                protocol=str(protocol),
-                uri=upgradeRequest.uri,
-            )
+            self._outcome(LogLevel.debug, "accepted", upgradeRequest)
             # RFC 2817 §3.3: the request itself is answered inside TLS.
             if self.fallback is None:
                 return NoResource().render(request)
             return self.fallback.render(request)
         if isinstance(decision, Reject):
-            self._log.info(
-                "Upgrade of {uri} to {protocol} rejected with {code} for {peer}",
-                uri=upgradeRequest.uri,
-                protocol=str(protocol),
-                code=decision.code,
-                peer=upgradeRequest.peer,
+            self._outcome(
+                LogLevel.info, f"rejected with {decision.code}", upgradeRequest
             )
             request.setResponseCode(decision.code)
             for name, value in decision.headers:
                 request.responseHeaders.addRawHeader(name, value)
             return decision.body
         if isinstance(decision, Decline):
-            self._log.debug(
-                "Upgrade of {uri} to {protocol} declined for {peer}",
-                uri=upgradeRequest.uri,
-                protocol=str(protocol),
-                peer=upgradeRequest.peer,
-            )
+            self._outcome(LogLevel.debug, "declined", upgradeRequest)
             return None
         raise TypeError(f"not an upgrade decision: {decision!r}")
+
+    def _outcome(
+        self, level: LogLevel, outcome: str, upgradeRequest: UpgradeRequest
+    ) -> None:
+        """
+        One structured event per decision: C{outcome} is C{accepted},
+        C{declined} or C{rejected with CODE}.
+        """
+        self._log.emit(
+            level,
+            "Upgrade of {uri} to {protocol} {outcome} for {peer}",
+            uri=upgradeRequest.uri,
+            protocol=str(upgradeRequest.protocol),
+            outcome=outcome,
+            peer=upgradeRequest.peer,
+        )
 
     def _serverError(
         self, request: Request, failure: Failure, upgradeRequest: UpgradeRequest
