@@ -797,7 +797,10 @@ class EventTests(Base):
         from twisted.internet.testing import EventLoggingObserver
         from twisted.logger import globalLogPublisher
 
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = EventLoggingObserver.createWithCleanup(
+            self,  # type: ignore[arg-type]
+            globalLogPublisher,
+        )
         self.registry.register("bar", Scripted(lambda r: Decline()))
         self.registry.register("baz", Scripted(lambda r: Reject(code=403, body=b"no")))
         self.serve()
