@@ -171,3 +171,24 @@ class InternalsTests(SynchronousTestCase):
         self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\n")
         self.assertFalse(self.channel._HTTPChannel__first_line)
         self.assertTrue(self.channel.line_mode)
+
+    def test_handleStar(self) -> None:
+        """
+        twisted.web answers a request whose target is C{*} in
+        C{Request._handleStar}, after C{process} set the site and the
+        default headers, without traversing resources.
+        """
+        from twisted.web.server import Request as ServerRequest
+
+        seen: list[Any] = []
+
+        class Recording(ServerRequest):
+            def _handleStar(self) -> None:
+                seen.append((self.site, self.responseHeaders.hasHeader(b"date")))
+                super()._handleStar()
+
+        self.site.requestFactory = Recording
+        self.wrapper, self.transport = connect(self.site)
+        self.wrapper.dataReceived(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(seen, [(self.site, True)])
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))

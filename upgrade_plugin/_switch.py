@@ -15,6 +15,8 @@ This is the ONLY module that touches twisted.web internals. It relies on:
   - C{Request.startedWriting}, C{chunked}, C{code}, C{code_message},
     C{_disconnected}, so that C{Request.finish()} logs the 101 and fires
     C{notifyFinish()} without writing anything;
+  - C{twisted.web.server.Request._handleStar}, where twisted.web answers
+    C{OPTIONS *} without traversing resources;
   - for h2c, C{twisted.web._http2.H2Connection}: its C{conn} (the h2 state
     machine), C{_requestReceived} and C{_requestEnded}, C{streams}, and
     C{H2Stream._request}, to make the upgraded request stream 1.
@@ -42,6 +44,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
+from twisted.web.server import Request as ServerRequest
 from zope.interface import alsoProvides, noLongerProvides
 
 from ._interfaces import IUpgradeAware, UpgradeRequest
@@ -49,6 +52,7 @@ from ._tokens import listMembers
 
 __all__ = [
     "SUPPORTED_TWISTED",
+    "asteriskAware",
     "canStartTLS",
     "canSwitch",
     "h2cConnection",
@@ -486,6 +490,9 @@ _REQUEST_START = frozenset(
 )
 
 
+_REQUEST_START_BYTES = frozenset(bytes([b]) for b in _REQUEST_START)
+
+
 class _UpgradeSiteChannel(HTTPChannel):
     """
     The HTTP/1.1 channel of an L{UpgradeSite}:
@@ -508,6 +515,10 @@ class _UpgradeSiteChannel(HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:
         sniffed = self._sniffed
+        if sniffed is None and data[:1] in _REQUEST_START_BYTES:
+            # The common case: the next bytes of a request (or its start).
+            HTTPChannel.dataReceived(self, data)
+            return
         if sniffed is not None:
             if not getattr(getattr(self, "site", None), "h2c", False):
                 self._sniffed = None
@@ -528,10 +539,10 @@ class _UpgradeSiteChannel(HTTPChannel):
         ):
             self._respondToBadRequestAndDisconnect()
             return
-        super().dataReceived(data)
+        HTTPChannel.dataReceived(self, data)
 
     def requestDone(self, request: Request) -> None:
-        super().requestDone(request)
+        HTTPChannel.requestDone(self, request)
         pending = self._buffer
         transport: Any = self.transport
         if (
@@ -564,3 +575,24 @@ def upgradeSiteChannelFactory() -> _GenericHTTPChannelProtocol:
     wrapper = _GenericHTTPChannelProtocol(channel)
     channel._wrapper = wrapper
     return wrapper
+
+
+def asteriskAware(requestFactory: Any, handle: Callable[[Any], bool]) -> Any:
+    """
+    C{requestFactory}, made to call C{handle(request)} for requests whose
+    target is C{*} before twisted.web's own answer, which it keeps when
+    C{handle} returns C{False}. Other requests pay nothing. A factory that
+    is not a C{twisted.web.server.Request} subclass is returned as it is.
+    """
+    if not (
+        isinstance(requestFactory, type) and issubclass(requestFactory, ServerRequest)
+    ):
+        return requestFactory
+
+    def _handleStar(self: Any) -> None:
+        if not handle(self):
+            requestFactory._handleStar(self)
+
+    return type(
+        requestFactory.__name__, (requestFactory,), {"_handleStar": _handleStar}
+    )

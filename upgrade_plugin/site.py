@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web.http import combinedLogFormatter, datetimeToString
+from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request, Site, version
+from twisted.web.server import Site
 
 from ._registry import UpgradeRegistry
-from ._switch import upgradeSiteChannelFactory
+from ._switch import asteriskAware, upgradeSiteChannelFactory
 from .h2c import H2CUpgrade
 from .resource import UpgradeResource
 
@@ -54,32 +54,17 @@ class _AsteriskForm(Resource):
 _ASTERISK = _AsteriskForm()
 
 
-def _asteriskAware(requestFactory: Any) -> Any:
+def _upgradeAsterisk(request: Any) -> bool:
     """
-    C{requestFactory}, made to offer C{OPTIONS *} (which twisted.web answers
-    itself, never traversing resources) to the site's upgrade registry.
-    A factory that is not a L{server.Request} subclass is left as it is.
+    Offer C{OPTIONS *} (which twisted.web answers itself, never traversing
+    resources) to the site's registry; C{True} if it was handled.
     """
-    if not (isinstance(requestFactory, type) and issubclass(requestFactory, Request)):
-        return requestFactory
-
-    def process(self: Any) -> None:
-        site = self.channel.site
-        if (
-            self.path == b"*"
-            and self.requestHeaders.hasHeader(b"upgrade")
-            and site.upgradeRegistry.tokens()
-        ):
-            self.site = site
-            self.setHeader(b"server", version)
-            self.setHeader(b"date", datetimeToString())
-            self.prepath = []
-            self.postpath = []
-            self.render(UpgradeResource(site.upgradeRegistry, _ASTERISK))
-            return
-        requestFactory.process(self)
-
-    return type(requestFactory.__name__, (requestFactory,), {"process": process})
+    site = request.site
+    if not (len(site.upgradeRegistry) and request.requestHeaders.hasHeader(b"upgrade")):
+        return False
+    request.postpath = []
+    request.render(UpgradeResource(site.upgradeRegistry, _ASTERISK))
+    return True
 
 
 class UpgradeSite(Site):
@@ -115,7 +100,7 @@ class UpgradeSite(Site):
     ) -> None:
         siteArguments.setdefault("logFormatter", upgradeLogFormatter)
         super().__init__(resource, **siteArguments)
-        self.requestFactory = _asteriskAware(self.requestFactory)
+        self.requestFactory = asteriskAware(self.requestFactory, _upgradeAsterisk)
         self.upgradeRegistry = registry if registry is not None else UpgradeRegistry()
         self.h2c = h2c
         # Answers what can never be a request at once, and (with h2c) takes
