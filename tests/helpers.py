@@ -5,6 +5,7 @@ Shared test fixtures: recording protocols, in-memory sites, raw requests.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -18,6 +19,9 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from upgrade_plugin import IUpgradeAware, UpgradeRequest
+
+# The repository root (the tests run with it on sys.path).
+REPO = Path(__file__).resolve().parent.parent
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40404)
 HOST = IPv4Address("TCP", "127.0.0.1", 8080)

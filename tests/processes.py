@@ -20,7 +20,6 @@ import sys
 import tempfile
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 from twisted.internet import defer
@@ -33,7 +32,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from .helpers import requireExternal
+from .helpers import REPO, requireExternal
 
 __all__ = [
     "CHROMIUM",
@@ -54,8 +53,6 @@ __all__ = [
 ]
 
 reactor: Any = _reactor
-
-REPO = Path(__file__).resolve().parent.parent
 
 # The bound on each external program's run; a fresh CI machine's first
 # Chromium start is the slowest.

@@ -14,7 +14,6 @@ from typing import Any
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
@@ -23,7 +22,7 @@ from twisted.web.resource import Resource
 from upgrade_plugin import UpgradeSite
 
 from .helpers import requireExternal
-from .tls import certificateAndKeyPEM, serverOptions
+from .tls import certificateAndKeyPEM, listenLoopback
 
 reactor: Any = _reactor
 
@@ -70,14 +69,7 @@ class ListeningBase(TestCase):
     @inlineCallbacks
     def setUp(self) -> Any:  # type: ignore[override]
         self.site = UpgradeSite(Show(), h2c=True)
-        if self.tls:
-            endpoint: Any = SSL4ServerEndpoint(
-                reactor, 0, serverOptions(), interface="127.0.0.1"
-            )
-        else:
-            endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        self.port = yield endpoint.listen(self.site)
-        self.addCleanup(self.port.stopListening)
+        self.port = yield listenLoopback(self, self.site, self.tls)
         self.url = f"http://127.0.0.1:{self.port.getHost().port}"
 
 

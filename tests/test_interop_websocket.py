@@ -13,35 +13,27 @@ npm C{ws} module is looked for in C{UPGRADE_PLUGIN_NODE_MODULES} (a
 C{node_modules} directory; relative paths are taken from the repository
 root), by default C{.ci/node/node_modules}, where C{.ci/run} installs it.
 
-Every external process runs in a session of its own, so that it and all it
-forks (Chromium's helpers, nginx's workers) can be signalled as one process
-group, and every wait for one is bounded.
+The peers, and nginx, are run by L{tests.processes.ProcessTestCase}: each in
+a session of its own, so that it and all it forks (Chromium's helpers,
+nginx's workers) can be signalled as one process group, and every wait for
+one is bounded.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
-from twisted.internet import defer
 from twisted.internet import reactor as _reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectError
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
@@ -49,25 +41,19 @@ from twisted.web.static import Data
 from upgrade_plugin import UpgradeRegistry, UpgradeResource
 from upgrade_plugin.websocket import WebSocketUpgrade
 
-from .helpers import requireExternal
 from .processes import (
-    CHROMIUM,
     CHROMIUM_MISSING,
-    NGINX,
-    NGINX_CONF,
     NGINX_MISSING,
-    PROCESS_TIMEOUT,
+    REPO,
     SHORT_TIMEOUT,
-    ExternalProcess,
-    freePort,
+    ProcessTestCase,
+    childEnvironment,
+    findProgram,
+    needs,
     websocketsEcho,
 )
-from .processes import childEnvironment as _childEnvironment
-from .processes import findProgram as _findProgram
 
 reactor: Any = _reactor
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _nodeModules() -> Path:
@@ -78,7 +64,7 @@ def _nodeModules() -> Path:
 
 
 NODE_MODULES = _nodeModules()
-NODE = _findProgram("node")
+NODE = findProgram("node")
 
 
 def _nodeMissing() -> str | None:
@@ -93,34 +79,6 @@ def _nodeMissing() -> str | None:
 
 
 NODE_MISSING = _nodeMissing()
-
-_TestMethod = TypeVar("_TestMethod", bound=Callable[..., Any])
-
-
-def needs(*missing: str | None) -> Callable[[_TestMethod], _TestMethod]:
-    """
-    Skip the decorated test when a peer it needs is missing, with the reason
-    from L{requireExternal}; under CI the test runs and fails, saying what is
-    missing.
-    """
-    reasons = [reason for reason in missing if reason is not None]
-
-    def decorate(test: _TestMethod) -> _TestMethod:
-        if not reasons:
-            return test
-        reason = "; ".join(reasons)
-        skip = requireExternal(reason)
-        if skip is not None:
-            test.skip = skip  # type: ignore[attr-defined]
-            return test
-
-        @wraps(test)
-        def fail(self: TestCase, *args: Any, **kwargs: Any) -> None:
-            self.fail(f"a required WebSocket peer is missing: {reason}")
-
-        return fail  # type: ignore[return-value]
-
-    return decorate
 
 
 class Echo(WebSocketServerProtocol):
@@ -201,11 +159,7 @@ ws.on("error", (error) => { console.error(error.message); process.exit(1); });
 """
 
 
-class _Probe(Protocol):
-    pass
-
-
-class InteropTests(TestCase):
+class InteropTests(ProcessTestCase):
     """
     Real peers against a L{Site} with an HTML page at C{/} and
     L{WebSocketUpgrade} at C{/ws/echo}.
@@ -249,103 +203,6 @@ class InteropTests(TestCase):
             s for s in selectables if getattr(s, "server", None) is self.listeningPort
         ]
 
-    def temporaryDirectory(self) -> str:
-        directory = tempfile.mkdtemp(prefix="upgrade-plugin-interop-")
-        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-        return directory
-
-    def spawn(
-        self, argv: list[str], env: dict[str, str] | None = None
-    ) -> ExternalProcess:
-        process = ExternalProcess(argv, _childEnvironment() if env is None else env)
-        self.addCleanup(process.stop)
-        return process
-
-    async def runPeer(
-        self, argv: list[str], env: dict[str, str] | None = None
-    ) -> ExternalProcess:
-        """
-        Run a program to its end, for at most L{PROCESS_TIMEOUT}; fail if it
-        took longer or exited with an error.
-        """
-        process = self.spawn(argv, env)
-        try:
-            await process.waitForEnd(PROCESS_TIMEOUT)
-        except defer.TimeoutError:
-            await process.kill()
-            self.fail(f"timed out after {PROCESS_TIMEOUT}s: {process.describe()}")
-        if process.exitCode != 0:
-            self.fail(process.describe())
-        return process
-
-    async def chromium(self, url: str) -> str:
-        """
-        The DOM of C{url} after its scripts ran, from headless Chromium (as
-        root, without a display or a sandbox; C{--virtual-time-budget} lets
-        the page's script run before the DOM is dumped, see L{PAGE}).
-        """
-        assert CHROMIUM is not None
-        profile = self.temporaryDirectory()
-        process = await self.runPeer(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}",
-                "--virtual-time-budget=5000",
-                "--dump-dom",
-                url,
-            ],
-            # Chromium keeps its caches and crash reports under HOME.
-            _childEnvironment(HOME=profile),
-        )
-        return process.stdout.decode("utf-8", errors="replace")
-
-    async def nginx(self) -> int:
-        """
-        Start nginx as a reverse proxy in front of the site (the usual
-        WebSocket set-up: RFC 6455 §4.1's Upgrade and Connection fields are
-        hop-by-hop and must be set again by the proxy) and return its port
-        once it accepts connections.
-        """
-        assert NGINX is not None
-        directory = self.temporaryDirectory()
-        port = freePort()
-        # As root, nginx runs its workers as nobody unless told otherwise,
-        # and nobody cannot enter the private temporary directory, where a
-        # worker puts a response that it buffers to disk.
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf = os.path.join(directory, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(
-                NGINX_CONF.format(
-                    user=user, dir=directory, port=port, backend=self.port
-                )
-            )
-        errorLog = os.path.join(directory, "error.log")
-        process = self.spawn([NGINX, "-p", directory, "-e", errorLog, "-c", conf])
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=1)
-        for _ in range(int(SHORT_TIMEOUT / 0.05)):
-            if process.ended:
-                break
-            try:
-                probe = await connectProtocol(endpoint, _Probe())
-            except ConnectError:
-                await deferLater(reactor, 0.05)
-                continue
-            probe.transport.loseConnection()
-            return port
-        with open(errorLog, errors="replace") as f:
-            log = f.read()
-        self.fail(f"nginx did not accept on {port}: {process.describe()}\n{log}")
-
     @needs(NODE_MISSING)
     async def test_nodeWs(self) -> None:
         """
@@ -359,7 +216,7 @@ class InteropTests(TestCase):
         url = f"ws://127.0.0.1:{self.port}/ws/echo"
         process = await self.runPeer(
             [NODE, script, url, "hello from ws"],
-            _childEnvironment(NODE_PATH=str(NODE_MODULES)),
+            childEnvironment(NODE_PATH=str(NODE_MODULES)),
         )
         lines = [json.loads(line) for line in process.stdout.splitlines()]
         self.assertEqual(
@@ -389,7 +246,7 @@ class InteropTests(TestCase):
         Python C{websockets} through nginx: nginx passes the 101 and then
         the connection as a tunnel.
         """
-        port = await self.nginx()
+        port = await self.nginx(self.port)
         echo, extensions, closeCode = await deferToThread(
             websocketsEcho, f"ws://127.0.0.1:{port}/ws/echo", "through nginx"
         )
@@ -404,7 +261,7 @@ class InteropTests(TestCase):
         Chromium through nginx: the page and its WebSocket both come through
         the proxy.
         """
-        port = await self.nginx()
+        port = await self.nginx(self.port)
         dom = await self.chromium(f"http://127.0.0.1:{port}/")
         self.assertIn("echo ok: ping-123", dom)
 

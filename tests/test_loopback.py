@@ -13,9 +13,7 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import (
     SSL4ClientEndpoint,
-    SSL4ServerEndpoint,
     TCP4ClientEndpoint,
-    TCP4ServerEndpoint,
     connectProtocol,
 )
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -28,7 +26,7 @@ from twisted.web.server import Site
 from upgrade_plugin import UpgradeRegistry, UpgradeResource
 
 from .helpers import SWITCHED_FOO, Hello, rawRequest
-from .tls import clientOptions, serverOptions
+from .tls import clientOptions, listenLoopback
 
 reactor: Any = _reactor
 
@@ -142,14 +140,7 @@ class LoopbackTests(TestCase):
 
     @inlineCallbacks
     def listen(self) -> Any:
-        if self.tls:
-            endpoint: Any = SSL4ServerEndpoint(
-                reactor, 0, serverOptions(), interface="127.0.0.1"
-            )
-        else:
-            endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        self.port = yield endpoint.listen(self.site)
-        self.addCleanup(self.port.stopListening)
+        self.port = yield listenLoopback(self, self.site, self.tls)
 
     @inlineCallbacks
     def connect(self) -> Any:

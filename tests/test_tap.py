@@ -42,6 +42,7 @@ from upgrade_plugin.tls import RequireTLS
 from upgrade_plugin.websocket import WebSocketUpgrade
 
 from .helpers import (
+    REPO,
     SWITCHED_FOO,
     Hello,
     ListLog,
@@ -56,8 +57,6 @@ from .tls import certificateAndKeyPEM
 from .wshelpers import handshake
 
 reactor: Any = _reactor
-
-REPO = Path(__file__).resolve().parent.parent
 
 # Every option that `twistd upgrade --help` must document.
 OPTION_NAMES = [

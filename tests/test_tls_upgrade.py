@@ -31,7 +31,6 @@ from OpenSSL import SSL, crypto
 from twisted.internet import reactor as _reactor
 from twisted.internet import ssl as ssl_
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IAddress, IOpenSSLContextFactory
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
@@ -45,7 +44,7 @@ from upgrade_plugin import UpgradeRegistry, UpgradeResource, UpgradeSite
 from upgrade_plugin.tls import RequireTLS, TLSUpgrade, contextFactoryFromFiles
 
 from .helpers import rawRequest, requireExternal
-from .tls import certificateAndKeyPEM, serverOptions
+from .tls import certificateAndKeyPEM, listenLoopback, serverOptions
 
 reactor: Any = _reactor
 
@@ -479,14 +478,7 @@ class TLSUpgradeTestCase(TestCase):
             return protocol
 
         site.buildProtocol = buildProtocol  # type: ignore[method-assign]
-        if tls:
-            endpoint: Any = SSL4ServerEndpoint(
-                reactor, 0, serverOptions(), interface="127.0.0.1"
-            )
-        else:
-            endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(site)
-        self.addCleanup(port.stopListening)
+        port = yield listenLoopback(self, site, tls)
         return port.getHost().port
 
     @inlineCallbacks

@@ -17,7 +17,6 @@ from autobahn.twisted.websocket import (
 )
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
@@ -26,7 +25,7 @@ from twisted.web.server import Site
 from upgrade_plugin import UpgradeRegistry, UpgradeResource
 from upgrade_plugin.websocket import WebSocketUpgrade
 
-from .tls import certificateAndKeyPEM, clientOptions, serverOptions
+from .tls import certificateAndKeyPEM, clientOptions, listenLoopback
 from .wshelpers import SAMPLE_ACCEPT, clientFrame, echoFactory, handshake, serverFrame
 
 reactor: Any = _reactor
@@ -90,14 +89,7 @@ class WebSocketLoopbackTests(TestCase):
         root.putChild(b"ws", ws)
         ws.putChild(b"echo", UpgradeResource(registry))
         site = Site(root)
-        if self.tls:
-            endpoint: Any = SSL4ServerEndpoint(
-                reactor, 0, serverOptions(), interface="127.0.0.1"
-            )
-        else:
-            endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        self.port = yield endpoint.listen(site)
-        self.addCleanup(self.port.stopListening)
+        self.port = yield listenLoopback(self, site, self.tls)
         self.portNumber = self.port.getHost().port
         scheme = "wss" if self.tls else "ws"
         self.url = f"{scheme}://localhost:{self.portNumber}/ws/echo"

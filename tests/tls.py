@@ -1,17 +1,26 @@
 """
-A throwaway self-signed certificate for loopback TLS tests.
+A throwaway self-signed certificate for loopback TLS tests, and listening on
+127.0.0.1 with it or without TLS.
 """
 
 from __future__ import annotations
 
 import datetime
 from functools import cache
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from twisted.internet import reactor as _reactor
 from twisted.internet import ssl
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.trial.unittest import SynchronousTestCase
+
+reactor: Any = _reactor
 
 
 @cache
@@ -66,3 +75,25 @@ def clientOptions() -> object:
     return ssl.optionsForClientTLS(
         "localhost", trustRoot=ssl.Certificate.loadPEM(certificate)
     )
+
+
+def listenLoopback(
+    case: SynchronousTestCase, factory: IProtocolFactory, tls: bool
+) -> Deferred[IListeningPort]:
+    """
+    Listen with C{factory} on a free port of 127.0.0.1, over TLS with
+    L{serverOptions} when C{tls}, until C{case}'s cleanup.
+    """
+    if tls:
+        endpoint: Any = SSL4ServerEndpoint(
+            reactor, 0, serverOptions(), interface="127.0.0.1"
+        )
+    else:
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+    listening: Deferred[IListeningPort] = endpoint.listen(factory)
+
+    def stopAtCleanup(port: IListeningPort) -> IListeningPort:
+        case.addCleanup(port.stopListening)
+        return port
+
+    return listening.addCallback(stopAtCleanup)
