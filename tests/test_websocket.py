@@ -420,3 +420,43 @@ class FramesTests(Base):
         self.assertTrue(self.transport.disconnecting)
         self.protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.events("close"), [True])
+
+
+class DebugFormattingTests(Base):
+    """
+    autobahn pretty-prints its configuration for a debug message on every
+    connection; the switch skips that unless debug logging is on, and puts
+    the module's C{pformat} back.
+    """
+
+    def test_skippedAndRestored(self) -> None:
+        from autobahn.websocket import protocol as module
+
+        calls: list[object] = []
+
+        def spy(value: object) -> str:
+            calls.append(value)
+            return ""
+
+        self.patch(module, "pformat", spy)
+        self.serve()
+        self.send(handshake())
+        self.assertEqual(self.transport.value(), SWITCHED)
+        self.assertEqual(calls, [])
+        self.assertIs(module.pformat, spy)  # type: ignore[attr-defined]
+
+    def test_keptForDebug(self) -> None:
+        from autobahn.websocket import protocol as module
+
+        calls: list[object] = []
+
+        def spy(value: object) -> str:
+            calls.append(value)
+            return ""
+
+        self.patch(module, "pformat", spy)
+        self.patch(self.factory.protocol.log, "_log_level", "debug")
+        self.serve()
+        self.send(handshake())
+        self.assertEqual(self.transport.value(), SWITCHED)
+        self.assertEqual(len(calls), 1)

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import txaio
 from autobahn.util import wildcards2patterns
+from autobahn.websocket import protocol as _protocolModule
 from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
 from autobahn.websocket.protocol import (
     WebSocketProtocol,
@@ -244,6 +245,7 @@ class WebSocketUpgrade:
         def opened() -> None:
             _open(protocol, subprotocol, compressor[0] if compressor else None)
 
+        _connectWithoutDebugFormatting(protocol)
         return Accept(protocol=protocol, headers=headers, afterConnect=opened)
 
     def _negotiateDeflate(
@@ -300,6 +302,35 @@ def _denyFailure(failure: Failure) -> Decision:
         return _deny(failure.value)
     failure.raiseException()
     raise AssertionError("unreachable")
+
+
+def _unformatted(value: object) -> object:
+    return value
+
+
+def _connectWithoutDebugFormatting(protocol: Any) -> None:
+    """
+    autobahn's C{_connectionMade} pretty-prints the protocol's whole
+    configuration (C{pprint.pformat}) for a debug message on every
+    connection, whether or not debug messages are wanted: about a fifth of
+    a handshake's cost here. Unless the protocol's logger is at debug level,
+    make that argument free while it connects (the reactor is single
+    threaded, and the module's C{pformat} is put back at once).
+    """
+    if getattr(protocol.log, "_log_level", "debug") in ("debug", "trace"):
+        return
+    connectionMade = type(protocol).connectionMade
+    module: Any = _protocolModule
+
+    def quietly() -> None:
+        formatting = module.pformat
+        module.pformat = _unformatted
+        try:
+            connectionMade(protocol)
+        finally:
+            module.pformat = formatting
+
+    protocol.connectionMade = quietly
 
 
 def _open(protocol: Any, subprotocol: str | None, compressor: Any) -> None:
