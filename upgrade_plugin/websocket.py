@@ -74,14 +74,14 @@ def _reject(error: HandshakeError) -> Reject:
     )
 
 
-def _autobahnHeaders(request: UpgradeRequest) -> dict[str, str]:
+def _autobahnHeaders(headers: dict[bytes, list[bytes]]) -> dict[str, str]:
     """
     The request headers as autobahn's C{ConnectionRequest.headers}: lower-cased
     names, repeated fields joined with ", ".
     """
     return {
-        name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
-        for name, values in request.headers.getAllRawHeaders()
+        name.decode("latin-1"): b", ".join(values).decode("latin-1")
+        for name, values in headers.items()
     }
 
 
@@ -137,7 +137,9 @@ class WebSocketUpgrade:
         protocol = factory.buildProtocol(request.peer)
         if protocol is None:
             return Decline()
-        connectionRequest = self._connectionRequest(protocol, handshake, request)
+        connectionRequest = self._connectionRequest(
+            protocol, handshake, request, headers
+        )
         try:
             chosen = protocol.onConnect(connectionRequest)
         except ConnectionDeny as deny:
@@ -175,7 +177,11 @@ class WebSocketUpgrade:
             raise HandshakeError(403, f"origin {handshake.origin!r} not allowed")
 
     def _connectionRequest(
-        self, protocol: Any, handshake: WebSocketHandshake, request: UpgradeRequest
+        self,
+        protocol: Any,
+        handshake: WebSocketHandshake,
+        request: UpgradeRequest,
+        headers: dict[bytes, list[bytes]],
     ) -> ConnectionRequest:
         """
         Set on C{protocol} what autobahn's own handshake would have, and make
@@ -186,10 +192,10 @@ class WebSocketUpgrade:
         if ":" in host and not host.endswith("]"):
             host = host.rsplit(":", 1)[0]
         protocol.peer = _peerString(request)
-        protocol.http_headers = _autobahnHeaders(request)
+        protocol.http_headers = _autobahnHeaders(headers)
         protocol.http_request_uri = request.uri.decode("latin-1")
         protocol.http_request_path = target.path
-        protocol.http_request_params = parse_qs(target.query)
+        protocol.http_request_params = parse_qs(target.query) if target.query else {}
         protocol.http_request_host = host
         protocol.websocket_version = 13
         protocol.websocket_origin = handshake.origin or ""
