@@ -145,6 +145,10 @@ class UpgradeRegistry:
         protocols are ever returned (RFC 9110 §7.8: a server MUST NOT switch
         to a protocol that was not indicated by the client).
         """
+        if len(offered) == 1:
+            # The usual offer: one protocol.
+            registration = self.lookup(offered[0])
+            return [] if registration is None else [(offered[0], registration)]
         found = []
         seen = set()
         for protocol in offered:

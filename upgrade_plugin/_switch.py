@@ -28,6 +28,7 @@ pins each of these.
 from __future__ import annotations
 
 from collections.abc import Callable
+from io import BytesIO
 from typing import Any
 
 import h2.errors
@@ -129,6 +130,9 @@ def requestBody(request: Request) -> bytes:
     content = request.content
     if content is None:
         return b""
+    if isinstance(content, BytesIO):
+        # twisted.web keeps small bodies in memory.
+        return content.getvalue()
     position = content.tell()
     content.seek(0)
     body = content.read()

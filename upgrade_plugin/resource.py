@@ -31,6 +31,10 @@ from ._tokens import ProtocolToken, httpVersion
 
 __all__ = ["UpgradeResource"]
 
+# A module-level logger: a Logger class attribute is a descriptor that makes
+# a new Logger on every access, on the hot path.
+_log = Logger(namespace="upgrade_plugin.resource.UpgradeResource")
+
 _Candidates = Sequence[tuple[ProtocolToken, Registration]]
 _Rendered = Any  # bytes, or NOT_DONE_YET (an int)
 
@@ -76,8 +80,6 @@ class UpgradeResource(Resource):
         fallback's HTTP/1.1 responses, to tell clients what a future request
         could switch to (RFC 9110 §7.8 MAY).
     """
-
-    _log = Logger()
 
     def __init__(
         self,
@@ -163,7 +165,7 @@ class UpgradeResource(Resource):
                 )
 
         decision.addCallbacks(decided, failed).addErrback(
-            lambda f: self._log.failure("Finishing an upgrade decision", f)
+            lambda f: _log.failure("Finishing an upgrade decision", f)
         )
 
     def _apply(
@@ -223,7 +225,7 @@ class UpgradeResource(Resource):
         One structured event per decision: C{outcome} is C{accepted},
         C{declined} or C{rejected with CODE}.
         """
-        self._log.emit(
+        _log.emit(
             level,
             "Upgrade of {uri} to {protocol} {outcome} for {peer}",
             uri=upgradeRequest.uri,
@@ -238,7 +240,7 @@ class UpgradeResource(Resource):
         """
         A target failed: a server error for this request only.
         """
-        self._log.failure(
+        _log.failure(
             "Upgrade target for {protocol} failed on {uri}",
             failure,
             protocol=str(upgradeRequest.protocol),
