@@ -28,6 +28,8 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
+import twisted
+
 from .processes import (
     CHROMIUM,
     CHROMIUM_MISSING,
@@ -296,8 +298,12 @@ class TwistdTests(ProcessTestCase):
             output = (process.stdout + process.stderr).decode(errors="replace")
             # twistd prints the usage, then "ARGV[0] ARGV[1]: MESSAGE".
             last = output.strip().splitlines()[-1:] or [""]
+            # twistd before 26.4 printed a usage error and exited with 0.
+            failed = process.exitCode not in (0, None) or (
+                process.exitCode == 0 and int(twisted.__version__.split(".")[0]) < 26
+            )
             if (
-                process.exitCode in (0, None)
+                not failed
                 or "Traceback" in output
                 or "starting up" in output
                 or not last[0].startswith("-c -n: ")
