@@ -298,7 +298,7 @@ class TwistdTests(ProcessTestCase):
             output = (process.stdout + process.stderr).decode(errors="replace")
             # twistd prints the usage, then "ARGV[0] ARGV[1]: MESSAGE".
             last = output.strip().splitlines()[-1:] or [""]
-            # twistd before 26.4 printed a usage error and exited with 0.
+            # twistd of Twisted 25.x printed a usage error and exited with 0.
             failed = process.exitCode not in (0, None) or (
                 process.exitCode == 0 and int(twisted.__version__.split(".")[0]) < 26
             )
