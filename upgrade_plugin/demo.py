@@ -66,7 +66,7 @@ EOF</pre></li>
 <script>
 (function () {
   var host = location.host, parts = host.split(":");
-  document.querySelectorAll("pre").forEach(function (pre) {
+  document.querySelectorAll("pre, code").forEach(function (pre) {
     pre.textContent = pre.textContent.split("HOSTNAME").join(parts[0])
       .split("PORT").join(parts[1] || "80").split("HOST").join(host);
   });
