@@ -261,8 +261,8 @@ def switchProtocol(
     writeSwitchingProtocols(transport, upgrade, headers)
 
     # Keep requestDone() from closing the connection for a request that
-    # twisted.web judged non-persistent (HTTP/1.9, "Connection: upgrade,
-    # close"): after a 101 the connection belongs to the new protocol.
+    # twisted.web judged non-persistent ("Connection: upgrade, close"):
+    # after a 101 the connection belongs to the new protocol.
     channel.persistent = True
     _finishRequest(request, upgrade)
     _detach(channel)
