@@ -18,30 +18,27 @@ Usage::
 
     PYTHONPATH=. python benchmarks/h2server.py KIND [PORT] [--cprofile FILE]
 
-Prints C{PORT n} once listening and runs until SIGTERM/SIGINT. No access
-log, no log observers.
+Prints C{REACTOR name} (not for hypercorn) and C{PORT n} once listening,
+and runs until SIGTERM/SIGINT: see serving.py. No access log, no log
+observers.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import cProfile
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 from server import Plain
-from twisted.internet import reactor as _reactor
-from twisted.internet.interfaces import IReactorCore, IReactorSSL, IReactorTCP
+from serving import HOST, parseArguments, serve
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from tests.tls import serverOptions
 from upgrade_plugin import UpgradeSite
 
-HOST = "127.0.0.1"
 KINDS = ("plain", "ours", "twisted-tls", "ours-tls", "hypercorn")
 
 Scope = dict[str, Any]
@@ -113,35 +110,12 @@ def makeSite(kind: str) -> Site:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="GET /plain benchmark server.")
-    parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("port", nargs="?", type=int, default=0)
-    parser.add_argument(
-        "--cprofile",
-        metavar="FILE",
-        help="run the reactor under cProfile and dump the stats to FILE on exit",
-    )
-    args = parser.parse_args(argv)
+    args = parseArguments("GET /plain benchmark server.", argv, KINDS)
     if args.kind == "hypercorn":
         serveHypercorn(args.port)
         return 0
-
-    site: Any = makeSite(args.kind)
-    if args.kind.endswith("-tls"):
-        port: Any = cast(IReactorSSL, _reactor).listenSSL(
-            args.port, site, serverOptions(), interface=HOST
-        )
-    else:
-        port = cast(IReactorTCP, _reactor).listenTCP(args.port, site, interface=HOST)
-    print(f"PORT {port.getHost().port}", flush=True)
-    core = cast(IReactorCore, _reactor)
-    if args.cprofile:
-        profiler = cProfile.Profile()
-        profiler.runcall(core.run)
-        profiler.dump_stats(args.cprofile)
-    else:
-        core.run()
-    return 0
+    tls = serverOptions() if args.kind.endswith("-tls") else None
+    return serve(makeSite(args.kind), args.port, args.cprofile, tls)
 
 
 if __name__ == "__main__":

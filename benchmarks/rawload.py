@@ -1,6 +1,6 @@
 """
-A scripted raw-socket load engine: the generalisation of loadclient.py that
-websocket.py and site.py drive.
+A scripted raw-socket load engine, which every benchmark drives (run.py by
+way of loadclient.py, websocket.py, site.py, spy.py).
 
 A L{Script} is a list of L{Step}s that every connection plays in order. A
 step writes its precomputed C{send} bytes, then reads and validates the
@@ -41,6 +41,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -52,6 +53,7 @@ __all__ = [
     "ReaderState",
     "Script",
     "Step",
+    "Totals",
     "runLoad",
 ]
 
@@ -115,6 +117,51 @@ class LoadResult:
     @property
     def rate(self) -> float:
         return self.cycles / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Totals:
+    """
+    The L{LoadResult}s of one kind of run (a mode, a server) over all the
+    rounds: C{rates} are the rounds' own, C{rate} is over all seconds.
+    """
+
+    cycles: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    seconds: float = 0.0
+    serverCPU: float = 0.0
+    rates: list[float] = field(default_factory=list)
+    errorSamples: list[str] = field(default_factory=list)
+
+    def add(self, result: LoadResult) -> None:
+        self.cycles += result.cycles
+        self.errors += result.errors
+        self.timeouts += result.timeouts
+        self.seconds += result.seconds
+        self.serverCPU += result.probeDelta or 0.0
+        self.rates.append(result.rate)
+        for sample in result.errorSamples:
+            if sample not in self.errorSamples:
+                self.errorSamples.append(sample)
+
+    @property
+    def rate(self) -> float:
+        return self.cycles / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpuShare(self) -> float:
+        """
+        Server CPU time as a share of one core.
+        """
+        return self.serverCPU / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpuPerCycle(self) -> float | None:
+        """
+        Server CPU microseconds per cycle; L{None} without cycles.
+        """
+        return self.serverCPU / self.cycles * 1e6 if self.cycles else None
 
 
 _MAX_HEAD = 16384
@@ -328,16 +375,8 @@ class _Worker:
             self.drop(fd, conn)
 
 
-def _workerMain(
-    script: Script,
-    address: tuple[str, int],
-    concurrency: int,
-    start: float,
-    end: float,
-    timeout: float,
-    results: Connection,
-) -> None:
-    worker = _Worker(script, address, concurrency, start, end, timeout)
+def _workerMain(makeWorker: Callable[[], _Worker], results: Connection) -> None:
+    worker = makeWorker()
     try:
         worker.run()
     except BaseException as e:
@@ -381,9 +420,13 @@ def runLoad(
     workers: list[Any] = []
     for _ in range(processes):
         receiver, sender = context.Pipe(duplex=False)
+        # The worker (and its epoll object) is made in the forked process.
+        makeWorker = partial(
+            _Worker, script, (host, port), concurrency, start, end, timeout
+        )
         worker = context.Process(
             target=_workerMain,
-            args=(script, (host, port), concurrency, start, end, timeout, sender),
+            args=(makeWorker, sender),
             daemon=True,
         )
         worker.start()

@@ -23,132 +23,33 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
-import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadclient import MODES, LoadResult, runLoad
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from loadclient import MODES, script, timeoutsAsErrors
+from procs import ServerProcess
+from rawload import LoadResult, Totals, runLoad
 
 
-@dataclass
-class ModeTotals:
-    mode: str
-    cycles: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    serverCPU: float = 0.0
-    rates: list[float] = field(default_factory=list)
-    errorSamples: list[str] = field(default_factory=list)
-
-    def add(self, result: LoadResult) -> None:
-        self.cycles += result.cycles
-        self.errors += result.errors
-        self.seconds += result.seconds
-        self.serverCPU += result.probeDelta or 0.0
-        self.rates.append(result.rate)
-        for sample in result.errorSamples:
-            if sample not in self.errorSamples:
-                self.errorSamples.append(sample)
-
-    @property
-    def rate(self) -> float:
-        return self.cycles / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpuShare(self) -> float:
-        return self.serverCPU / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpuPerCycle(self) -> float:
-        return self.serverCPU / self.cycles * 1e6 if self.cycles else 0.0
-
-
-class Server:
-    """
-    benchmarks/server.py as a subprocess.
-    """
-
-    def __init__(self, cprofile: str | None = None) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        command = [sys.executable, "-u", str(HERE / "server.py"), "0"]
-        if cprofile:
-            command += ["--cprofile", cprofile]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
-        self.port = 0
-        self.reactor = "?"
-        self._readBanner(timeout=15.0)
-
-    def _readBanner(self, timeout: float) -> None:
-        stdout = self.process.stdout
-        assert stdout is not None
-        fd = stdout.fileno()
-        deadline = time.monotonic() + timeout
-        received = b""
-        while not (self.port and self.reactor != "?"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                self.stop()
-                raise RuntimeError("server did not print its port in time")
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                self.stop()
-                raise RuntimeError("server exited before printing its port")
-            received += chunk
-            for line in received.decode("ascii", "replace").splitlines():
-                words = line.split()
-                if len(words) == 2 and words[0] == "PORT":
-                    self.port = int(words[1])
-                elif len(words) == 2 and words[0] == "REACTOR":
-                    self.reactor = words[1]
-
-    def cpuSeconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)
-        values = fields[1].split()
-        # utime and stime are fields 14 and 15 of stat(5); values[0] is 3.
-        return (int(values[11]) + int(values[12])) / CLOCK_TICKS
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-def printTable(totals: dict[str, ModeTotals]) -> None:
+def printTable(totals: dict[str, Totals]) -> None:
     header = (
         f"{'mode':<15}{'cycles/s':>10}{'min..max per round':>22}"
         f"{'errors':>8}{'srv CPU':>9}{'srv us/cycle':>14}"
     )
     print(header)
     print("-" * len(header))
-    for total in totals.values():
+    for mode, total in totals.items():
         spread = f"{min(total.rates):.0f}..{max(total.rates):.0f}"
         print(
-            f"{total.mode:<15}{total.rate:>10.1f}{spread:>22}{total.errors:>8}"
-            f"{total.cpuShare:>9.0%}{total.cpuPerCycle:>14.1f}"
+            f"{mode:<15}{total.rate:>10.1f}{spread:>22}{total.errors:>8}"
+            f"{total.cpuShare:>9.0%}{total.cpuPerCycle or 0.0:>14.1f}"
         )
     print()
 
-    def ratio(a: float, b: float) -> str:
-        return f"{a / b:.3f}" if b else "n/a"
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{(a or 0.0) / b:.3f}" if b else "n/a"
 
     get, upgrade, early = totals["get"], totals["upgrade"], totals["upgrade-early"]
     print(
@@ -161,9 +62,9 @@ def printTable(totals: dict[str, ModeTotals]) -> None:
         f"   (server CPU per cycle upgrade/upgrade-early "
         f"{ratio(upgrade.cpuPerCycle, early.cpuPerCycle)})"
     )
-    for total in totals.values():
+    for mode, total in totals.items():
         for sample in total.errorSamples:
-            print(f"error in {total.mode}: {sample}")
+            print(f"error in {mode}: {sample}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,12 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         # SYNs are dropped and retried after a second.
         print("warning: more than 40 connections in flight", file=sys.stderr)
 
-    totals = {mode: ModeTotals(mode) for mode in MODES}
-    server = Server(args.server_cprofile)
+    totals = {mode: Totals() for mode in MODES}
+    extra = ["--cprofile", args.server_cprofile] if args.server_cprofile else []
+    server = ServerProcess("server.py", "0", *extra)
+    reactorName = server.banner.get("REACTOR", "?")
     try:
         print(
-            f"server pid {server.process.pid} on 127.0.0.1:{server.port} "
-            f"({server.reactor}); client {args.processes} processes x "
+            f"server pid {server.pid} on 127.0.0.1:{server.port} "
+            f"({reactorName}); client {args.processes} processes x "
             f"{args.concurrency} connections; {args.rounds} rounds x "
             f"{args.duration:g} s per mode, warm-up {args.warmup:g} s per mode; "
             f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs",
@@ -208,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         def load(mode: str, duration: float, measure: bool) -> LoadResult:
-            return runLoad(
-                mode,
+            result = runLoad(
+                script(mode, server.port),
                 server.port,
                 duration=duration,
                 processes=args.processes,
@@ -218,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 ramp=0.3 if measure else 0.1,
                 probe=server.cpuSeconds if measure else None,
             )
+            return timeoutsAsErrors(result, args.timeout)
 
         if args.warmup > 0:
             for mode in MODES:
@@ -241,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         server.stop()
+    summary = server.stderrSummary()
+    if summary:
+        print(f"server: {summary}")
     if args.server_cprofile:
         print(f"server profile written to {args.server_cprofile}")
     return 1 if any(t.errors for t in totals.values()) else 0

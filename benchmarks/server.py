@@ -9,27 +9,22 @@ Usage::
 
     PYTHONPATH=. python benchmarks/server.py [PORT] [--cprofile FILE]
 
-Prints C{PORT n} (and then C{REACTOR name}) on stdout once listening, and
-runs until killed (SIGTERM/SIGINT stop the reactor cleanly, which is when
-C{--cprofile} writes its stats). No access log file and no log observers.
+Prints C{REACTOR name} and C{PORT n} on stdout once listening, and runs
+until killed (SIGTERM/SIGINT stop the reactor cleanly, which is when
+C{--cprofile} writes its stats): see serving.py. No access log file and no
+log observers.
 """
 
 from __future__ import annotations
 
-import argparse
-import cProfile
 import sys
-from typing import cast
 
-from twisted.internet import reactor as _reactor
-from twisted.internet.interfaces import IReactorCore, IReactorTCP
+from serving import parseArguments, serve
 from twisted.internet.protocol import Factory, Protocol
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from upgrade_plugin import UpgradeRegistry, UpgradeResource
-
-HOST = "127.0.0.1"
 
 
 class Echo(Protocol):
@@ -64,33 +59,10 @@ def makeSite() -> Site:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Benchmark server: /plain (GET) and /echo (Upgrade: echo)."
+    args = parseArguments(
+        "Benchmark server: /plain (GET) and /echo (Upgrade: echo).", argv
     )
-    parser.add_argument("port", nargs="?", type=int, default=0)
-    parser.add_argument(
-        "--cprofile",
-        metavar="FILE",
-        help="run the reactor under cProfile and dump the stats to FILE on exit",
-    )
-    args = parser.parse_args(argv)
-
-    tcp = cast(IReactorTCP, _reactor)
-    core = cast(IReactorCore, _reactor)
-    # Site's protocol is twisted.web's proxyForInterface wrapper, which
-    # Twisted's own annotations do not accept as a ServerFactory protocol.
-    site = makeSite()
-    port = tcp.listenTCP(args.port, site, interface=HOST)  # type: ignore[arg-type]
-    print(f"PORT {port.getHost().port}", flush=True)  # type: ignore[attr-defined]
-    print(f"REACTOR {type(_reactor).__name__}", flush=True)
-
-    if args.cprofile:
-        profiler = cProfile.Profile()
-        profiler.runcall(core.run)
-        profiler.dump_stats(args.cprofile)
-    else:
-        core.run()
-    return 0
+    return serve(makeSite(), args.port, args.cprofile)
 
 
 if __name__ == "__main__":

@@ -33,14 +33,13 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from h2client import h2cScript
 from procs import ServerProcess
-from rawload import runLoad
+from rawload import LoadResult, Totals, runLoad
 
 PARTS = ("wrk", "h2c", "h2load")
 # Which servers each part loads, in table order, with their labels.
@@ -54,57 +53,22 @@ H2LOAD_SERVERS = {
 }
 
 
-@dataclass
-class Run:
+def measured(
+    count: int, seconds: float, cpu: float, errors: int, notes: list[str]
+) -> LoadResult:
     """
-    One measurement: C{count} requests or cycles in C{seconds}, the server's
-    CPU time over them.
+    A wrk or h2load run as a L{LoadResult}, to be added up in L{Totals} like
+    the h2c runs: C{count} requests, the server's C{cpu} seconds; C{notes}
+    (h2load's protocol as well as errors) go where the error texts go.
     """
-
-    count: int
-    seconds: float
-    cpu: float
-    errors: int = 0
-    timeouts: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Totals:
-    """
-    Everything one server did in one part, over all rounds.
-    """
-
-    count: int = 0
-    seconds: float = 0.0
-    serverCPU: float = 0.0
-    errors: int = 0
-    timeouts: int = 0
-    rates: list[float] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, run: Run) -> None:
-        self.count += run.count
-        self.seconds += run.seconds
-        self.serverCPU += run.cpu
-        self.errors += run.errors
-        self.timeouts += run.timeouts
-        self.rates.append(run.count / run.seconds if run.seconds else 0.0)
-        for note in run.notes:
-            if note not in self.notes:
-                self.notes.append(note)
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpuShare(self) -> float:
-        return self.serverCPU / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpuPerUnit(self) -> float | None:
-        return self.serverCPU / self.count * 1e6 if self.count else None
+    return LoadResult(
+        cycles=count,
+        errors=errors,
+        timeouts=0,
+        seconds=seconds,
+        errorSamples=notes,
+        probeDelta=cpu,
+    )
 
 
 def checkGet(port: int) -> None:
@@ -233,7 +197,7 @@ def printTable(
     for kind, label in labels.items():
         total = totals[kind]
         spread = f"{min(total.rates):.0f}..{max(total.rates):.0f}"
-        perUnit = total.cpuPerUnit
+        perUnit = total.cpuPerCycle
         print(
             f"{label:<36}{total.rate:>11.1f}{spread:>18}{total.errors:>8}"
             + (f"{total.timeouts:>10}" if withTimeouts else "")
@@ -241,7 +205,7 @@ def printTable(
             + f"{'-' if perUnit is None else f'{perUnit:.1f}':>16}"
         )
     for kind, label in labels.items():
-        for note in totals[kind].notes:
+        for note in totals[kind].errorSamples:
             print(f"  {label}: {note}")
     print()
 
@@ -255,7 +219,7 @@ def printRatio(label: str, a: Totals, b: Totals, target: float | None) -> None:
     rate = a.rate / b.rate if b.rate else float("inf")
     ratios = [x / y for x, y in zip(a.rates, b.rates, strict=False) if y]
     median = f"{statistics.median(ratios):.3f}" if ratios else "n/a"
-    cpuA, cpuB = a.cpuPerUnit, b.cpuPerUnit
+    cpuA, cpuB = a.cpuPerCycle, b.cpuPerCycle
     cpu = f"{cpuB / cpuA:.3f}" if cpuA and cpuB else "n/a"
     goal = "" if target is None else f"  target >= {target:g}"
     verdict = "" if target is None else (" ok" if rate >= target else " MISS")
@@ -321,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             part: str,
             labels: dict[str, str],
             count: int,
-            measure: Callable[[str, float], Run],
+            measure: Callable[[str, float], LoadResult],
         ) -> None:
             totals = results[part] = {kind: Totals() for kind in labels}
             order = list(labels)
@@ -335,23 +299,23 @@ def main(argv: list[str] | None = None) -> int:
                     totals[kind].add(run)
                     print(
                         f"  {part:<7} round {index + 1} {labels[kind]:<36}"
-                        f"{run.count / run.seconds:>10.1f}/s  errors {run.errors}"
+                        f"{run.rate:>10.1f}/s  errors {run.errors}"
                         + (f"  timeouts {run.timeouts}" if run.timeouts else "")
-                        + f"  srv CPU {run.cpu / run.seconds:.0%}",
+                        + f"  srv CPU {(run.probeDelta or 0.0) / run.seconds:.0%}",
                         flush=True,
                     )
 
-        def wrk(kind: str, duration: float) -> Run:
+        def wrk(kind: str, duration: float) -> LoadResult:
             server = servers[kind]
             before = server.cpuSeconds()
             done, seconds, errors, notes = runWrk(
                 server.port, duration, args.wrk_connections
             )
-            return Run(done, seconds, server.cpuSeconds() - before, errors, 0, notes)
+            return measured(done, seconds, server.cpuSeconds() - before, errors, notes)
 
-        def h2c(kind: str, duration: float) -> Run:
+        def h2c(kind: str, duration: float) -> LoadResult:
             server = servers[kind]
-            result = runLoad(
+            return runLoad(
                 h2cScript(server.port),
                 server.port,
                 duration=duration,
@@ -360,16 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
                 probe=server.cpuSeconds,
             )
-            return Run(
-                result.cycles,
-                result.seconds,
-                result.probeDelta or 0.0,
-                result.errors,
-                result.timeouts,
-                result.errorSamples,
-            )
 
-        def h2load(kind: str, duration: float) -> Run:
+        def h2load(kind: str, duration: float) -> LoadResult:
             server = servers[kind]
             scheme = "https" if kind.endswith("-tls") else "http"
             url = f"{scheme}://127.0.0.1:{server.port}/plain"
@@ -377,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             done, seconds, errors, notes = runH2load(
                 url, duration, args.h2load_clients, args.h2load_streams
             )
-            return Run(done, seconds, server.cpuSeconds() - before, errors, 0, notes)
+            return measured(done, seconds, server.cpuSeconds() - before, errors, notes)
 
         if "wrk" in parts:
             rounds("wrk", WRK_SERVERS, args.wrk_rounds, wrk)

@@ -34,13 +34,12 @@ import os
 import statistics
 import struct
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from procs import ServerProcess
-from rawload import LoadResult, Script, Step, runLoad
+from rawload import LoadResult, Script, Step, Totals, runLoad
 
 MODES = ("handshake", "early", "echo")
 # benchmarks/wsserver.py KINDS, in table order.
@@ -157,40 +156,6 @@ def script(mode: str, port: int) -> Script:
             loop=1,
         )
     raise ValueError(f"unknown mode {mode!r}")
-
-
-@dataclass
-class Totals:
-    cycles: int = 0
-    errors: int = 0
-    timeouts: int = 0
-    seconds: float = 0.0
-    serverCPU: float = 0.0
-    rates: list[float] = field(default_factory=list)
-    errorSamples: list[str] = field(default_factory=list)
-
-    def add(self, result: LoadResult) -> None:
-        self.cycles += result.cycles
-        self.errors += result.errors
-        self.timeouts += result.timeouts
-        self.seconds += result.seconds
-        self.serverCPU += result.probeDelta or 0.0
-        self.rates.append(result.rate)
-        for sample in result.errorSamples:
-            if sample not in self.errorSamples:
-                self.errorSamples.append(sample)
-
-    @property
-    def rate(self) -> float:
-        return self.cycles / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpuShare(self) -> float:
-        return self.serverCPU / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpuPerCycle(self) -> float | None:
-        return self.serverCPU / self.cycles * 1e6 if self.cycles else None
 
 
 def printTables(

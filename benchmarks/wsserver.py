@@ -20,20 +20,17 @@ Usage::
 
 Prints C{REACTOR name} and C{PORT n} once listening, and runs until
 SIGTERM/SIGINT (which stop the reactor, when C{--cprofile} writes its
-stats). No access log, no log observers.
+stats): see serving.py. No access log, no log observers.
 """
 
 from __future__ import annotations
 
-import argparse
-import cProfile
 import sys
-from typing import Any, cast
+from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource as AutobahnResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.internet import reactor as _reactor
-from twisted.internet.interfaces import IReactorCore, IReactorTCP
+from serving import parseArguments, serve
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -43,7 +40,6 @@ from twisted.web.websocket import WebSocketTransport
 from upgrade_plugin import UpgradeRegistry, UpgradeResource
 from upgrade_plugin.websocket import WebSocketUpgrade
 
-HOST = "127.0.0.1"
 KINDS = ("ours", "twisted", "autobahn-resource", "autobahn")
 
 
@@ -115,28 +111,8 @@ def makeFactory(kind: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="WebSocket echo benchmark server.")
-    parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("port", nargs="?", type=int, default=0)
-    parser.add_argument(
-        "--cprofile",
-        metavar="FILE",
-        help="run the reactor under cProfile and dump the stats to FILE on exit",
-    )
-    args = parser.parse_args(argv)
-
-    tcp = cast(IReactorTCP, _reactor)
-    core = cast(IReactorCore, _reactor)
-    port: Any = tcp.listenTCP(args.port, makeFactory(args.kind), interface=HOST)
-    print(f"REACTOR {type(_reactor).__name__}", flush=True)
-    print(f"PORT {port.getHost().port}", flush=True)
-    if args.cprofile:
-        profiler = cProfile.Profile()
-        profiler.runcall(core.run)
-        profiler.dump_stats(args.cprofile)
-    else:
-        core.run()
-    return 0
+    args = parseArguments("WebSocket echo benchmark server.", argv, KINDS)
+    return serve(makeFactory(args.kind), args.port, args.cprofile)
 
 
 if __name__ == "__main__":
