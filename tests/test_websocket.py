@@ -460,3 +460,35 @@ class DebugFormattingTests(Base):
         self.send(handshake())
         self.assertEqual(self.transport.value(), SWITCHED)
         self.assertEqual(len(calls), 1)
+
+
+class HandOverTests(Base):
+    """
+    After the switch nothing of the HTTP channel stays referenced, and
+    autobahn's protocol is the transport's: closing it closes the
+    connection, and onClose fires once.
+    """
+
+    def test_channelCollected(self) -> None:
+        import gc
+        import weakref
+
+        self.serve()
+        channel = weakref.ref(self.protocol._channel)
+        self.send(handshake())
+        self.assertEqual(self.transport.value(), SWITCHED)
+        [opened] = self.events("open")
+        self.assertIs(self.protocol._channel, opened)
+        self.assertIsNone(self.transport.producer)
+        gc.collect()
+        self.assertIsNone(channel())
+
+    def test_serverClose(self) -> None:
+        self.serve()
+        self.send(handshake())
+        [opened] = self.events("open")
+        opened.sendClose(1000)
+        self.send(clientFrame(b"\x03\xe8", opcode=8))
+        self.assertTrue(self.transport.disconnecting)
+        self.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.events("close"), [True])
