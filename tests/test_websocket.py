@@ -144,6 +144,10 @@ class HandshakeTests(Base):
                 handshake(extra=[(b"Sec-WebSocket-Version", b"13")]),
             ),
             (
+                "non-ASCII subprotocol",
+                handshake(extra=[(b"Sec-WebSocket-Protocol", b"chat\xe9")]),
+            ),
+            (
                 "duplicate subprotocol",
                 handshake(extra=[(b"Sec-WebSocket-Protocol", b"chat, chat")]),
             ),
@@ -213,6 +217,20 @@ class HandshakeTests(Base):
         self.factory.setProtocolOptions(allowedOrigins=["https://good.example:443"])
         self.serve()
         self.send(handshake(extra=[(b"Origin", b"https://good.example")]))
+        self.assertEqual(self.transport.value(), SWITCHED)
+
+    def test_nullOriginWithAllowList(self) -> None:
+        """
+        W3: with an allow-list on the target, the opaque origin of sandboxed
+        frames and file: pages is refused unless the list names "null".
+        """
+        for origin in [b"null", b"file:///tmp/x.html"]:
+            self.serve(allowedOrigins=["https://example.com:*"])
+            self.send(handshake(extra=[(b"Origin", origin)]))
+            [response], _ = parseResponses(self.transport.value())
+            self.assertEqual(response.code, 403, origin)
+        self.serve(allowedOrigins=["https://example.com:*", "null"])
+        self.send(handshake(extra=[(b"Origin", b"null")]))
         self.assertEqual(self.transport.value(), SWITCHED)
 
     def test_originOptionOnTarget(self) -> None:

@@ -123,14 +123,10 @@ def checkHandshake(headers: dict[bytes, list[bytes]]) -> WebSocketHandshake:
     origins = headers.get(b"origin", [])
     if len(origins) > 1:
         raise HandshakeError(400, "Origin must appear at most once")
-    protocols = [
-        p.decode("ascii")
-        for p in listMembers(headers.get(b"sec-websocket-protocol", []))
-    ]
-    if len(set(protocols)) != len(protocols) or not all(
-        isToken(p.encode("ascii")) for p in protocols
-    ):
+    offered = listMembers(headers.get(b"sec-websocket-protocol", []))
+    if len(set(offered)) != len(offered) or not all(isToken(p) for p in offered):
         raise HandshakeError(400, "Sec-WebSocket-Protocol must list distinct tokens")
+    protocols = [p.decode("ascii") for p in offered]
     return WebSocketHandshake(
         key=key,
         host=host.decode("latin-1"),

@@ -92,9 +92,10 @@ class WebSocketUpgrade:
 
     @param factory: an autobahn C{WebSocketServerFactory}.
     @param allowedOrigins: C{Origin} patterns to accept (autobahn's wildcard
-        syntax, e.g. C{"https://*.example.com"}); default: the factory's
-        C{allowedOrigins}. A request from another origin gets 403
-        (RFC 6455 §4.2.2 /origin/, §10.2).
+        syntax, e.g. C{"https://*.example.com:*"}, and C{"null"} for the
+        opaque origin of sandboxed frames and C{file:} pages); default: the
+        factory's C{allowedOrigins} and C{allowNullOrigin}. A request from
+        another origin gets 403 (RFC 6455 §4.2.2 /origin/, §10.2).
     """
 
     def __init__(
@@ -102,10 +103,11 @@ class WebSocketUpgrade:
     ) -> None:
         self.factory = factory
         self._originPatterns: Any = (
-            wildcards2patterns(list(allowedOrigins))
+            wildcards2patterns([o for o in allowedOrigins if o != "null"])
             if allowedOrigins is not None
             else None
         )
+        self._allowNull = allowedOrigins is not None and "null" in allowedOrigins
 
     def upgradeRequested(
         self, request: UpgradeRequest
@@ -166,8 +168,13 @@ class WebSocketUpgrade:
         patterns = self._originPatterns
         if patterns is None:
             patterns = self.factory.allowedOriginsPatterns
+            allowNull = bool(self.factory.allowNullOrigin)
+        else:
+            # An allow-list given here admits the opaque origin ("null":
+            # sandboxed frames, file: pages) only when it names it.
+            allowNull = self._allowNull
         if origin == "null":
-            allowed = bool(self.factory.allowNullOrigin)
+            allowed = allowNull
         else:
             port = getattr(request.host, "port", None)
             allowed = _is_same_origin(
