@@ -820,3 +820,65 @@ class EventTests(Base):
                 ("accepted", "foo/2", b"/up", "debug"),
             ],
         )
+
+
+class AsyncOutcomeTests(Base):
+    """
+    A decision that arrives later ends the request exactly as the same
+    decision made at once would.
+    """
+
+    def test_fallbackMethodNotAllowed(self) -> None:
+        class PostOnly(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Any) -> bytes:
+                return b"posted"
+
+        for later in (False, True):
+            decision: Deferred[Decision] = Deferred()
+            self.registry.register(
+                "foo/2",
+                Scripted(lambda r, d=decision, later=later: d if later else Decline()),
+            )
+            self.serve(PostOnly())
+            self.send(rawRequest())
+            if later:
+                decision.callback(Decline())
+            [response], _ = parseResponses(self.transport.value())
+            self.assertEqual(response.code, 405, later)
+
+    def test_notADecision(self) -> None:
+        decision: Deferred[Any] = Deferred()
+        self.registry.register("foo/2", Scripted(lambda r: decision))
+        self.serve(Hello())
+        self.send(rawRequest())
+        decision.callback(None)
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.code, 500)
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+
+
+class FakeHeadTests(Base):
+    """
+    D6, W1: twisted.web retries a HEAD as GET when the resource has no
+    render_HEAD; that retry is never upgraded.
+    """
+
+    def test_noUpgradeOnFakeHead(self) -> None:
+        from twisted.web.error import UnsupportedMethod
+
+        class GetOnly(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> Any:
+                if request.method != b"GET":
+                    raise UnsupportedMethod([b"GET"])
+                return upgrading.render(request)
+
+        upgrading = UpgradeResource(self.registry, Hello())
+        self.site, self.clock = memorySite(GetOnly())
+        self.protocol, self.transport = connect(self.site)
+        self.send(rawRequest(method=b"HEAD"))
+        self.assertNotIn(b" 101 ", self.transport.value())
+        self.assertEqual(self.factory.built, [])

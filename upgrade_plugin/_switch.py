@@ -90,6 +90,8 @@ def canSwitch(request: Request) -> bool:
         transport is not None
         and not getattr(transport, "disconnecting", False)
         and not request._disconnected
+        # twisted.web's retry of a HEAD as a GET is still a HEAD.
+        and not getattr(request, "_inFakeHead", False)
         and not request.startedWriting
         and not request.finished
         and channel.requests == [request]

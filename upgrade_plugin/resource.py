@@ -5,7 +5,7 @@ site.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -149,24 +149,24 @@ class UpgradeResource(Resource):
         registration = candidates[index][1]
 
         def decided(result: Decision) -> None:
-            if request._disconnected:
-                return
             if isinstance(result, Accept) and not canSwitch(request):
                 result = Decline()
-            rendered = self._apply(request, registration, upgradeRequest, result)
-            if rendered is None:
-                rendered = self._tryFrom(request, candidates, index + 1, body)
-            _finishRendering(request, rendered)
+
+            def carryOut(request: Request) -> _Rendered:
+                rendered = self._apply(request, registration, upgradeRequest, result)
+                if rendered is None:
+                    rendered = self._tryFrom(request, candidates, index + 1, body)
+                return rendered
+
+            _resume(request, carryOut)
 
         def failed(failure: Failure) -> None:
-            if not request._disconnected:
-                _finishRendering(
-                    request, self._serverError(request, failure, upgradeRequest)
-                )
+            _resume(
+                request,
+                lambda request: self._serverError(request, failure, upgradeRequest),
+            )
 
-        decision.addCallbacks(decided, failed).addErrback(
-            lambda f: _log.failure("Finishing an upgrade decision", f)
-        )
+        decision.addCallbacks(decided, failed)
 
     def _apply(
         self,
@@ -288,13 +288,27 @@ def _snapshot(request: Request, offered: ProtocolToken, body: bytes) -> UpgradeR
     )
 
 
-def _finishRendering(request: Request, rendered: _Rendered) -> None:
+class _Continuation(Resource):
+    isLeaf = True
+
+    def __init__(self, render: Callable[[Request], _Rendered]) -> None:
+        super().__init__()
+        self._render = render
+
+    def render(self, request: Any) -> _Rendered:
+        return self._render(request)
+
+
+def _resume(request: Any, render: Callable[[Request], _Rendered]) -> None:
     """
-    Complete a render that was left pending while a target decided.
+    Go on with a render that was left pending while a target decided,
+    through twisted.web's own C{Request.render}, so that the outcome is what
+    the same render would have given synchronously: bytes framed, 405 for an
+    unsupported method, 500 (logged) for an exception.
     """
-    if rendered is NOT_DONE_YET:
+    if request._disconnected or request.finished:
         return
-    request.setHeader(b"content-length", b"%d" % (len(rendered),))
-    if request.method != b"HEAD":
-        request.write(rendered)
-    request.finish()
+    try:
+        request.render(_Continuation(render))
+    except Exception:
+        request.processingFailed(Failure())
