@@ -505,3 +505,19 @@ class NotARequestTests(SynchronousTestCase):
         server.dataReceived(b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         [response], _ = parseResponses(transport.value())
         self.assertEqual(response.code, 200)
+
+
+class SharedRegistryTests(SynchronousTestCase):
+    """
+    H12: h2c enabled on one site does not leak into another site given the
+    same registry.
+    """
+
+    def test_h2cStaysOnItsSite(self) -> None:
+        registry = UpgradeRegistry()
+        registry.register("foo/2", RecorderFactory())
+        withH2C = UpgradeSite(Show(), registry, h2c=True, reactor=Clock())
+        without = UpgradeSite(Show(), registry, reactor=Clock())
+        self.assertEqual(registry.tokens(), [b"foo/2"])
+        self.assertEqual(withH2C.upgradeRegistry.tokens(), [b"foo/2", b"h2c"])
+        self.assertEqual(without.upgradeRegistry.tokens(), [b"foo/2"])

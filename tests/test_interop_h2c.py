@@ -165,3 +165,16 @@ class H2COverTLSTests(ListeningBase):
         data = yield deferToThread(tlsExchange, self.port.getHost().port, raw)
         self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data)
         self.assertTrue(data.endswith(b"GET /t HTTP/1.1 body="), data)
+
+    @inlineCallbacks
+    def test_priorKnowledgeRefusedOverTLS(self) -> Any:
+        """
+        H11, RFC 9113 §3.3: over TLS, HTTP/2 is chosen by ALPN only; the
+        preface without it is not a request: 400 and close.
+        """
+        raw = (
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+            + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        )
+        data = yield deferToThread(tlsExchange, self.port.getHost().port, raw)
+        self.assertEqual(data, b"HTTP/1.1 400 Bad Request\r\n\r\n")

@@ -120,6 +120,14 @@ class UpgradeRegistry:
             raise KeyError(token)
         del self._registrations[(parsed.key, parsed.version)]
 
+    def copy(self) -> UpgradeRegistry:
+        """
+        A new registry with the same registrations and order.
+        """
+        copied = UpgradeRegistry(preferServerOrder=self.preferServerOrder)
+        copied._registrations = dict(self._registrations)
+        return copied
+
     def tokens(self) -> list[bytes]:
         """
         The registered tokens in descending preference, as they go in an

@@ -526,7 +526,11 @@ class _UpgradeSiteChannel(HTTPChannel):
             HTTPChannel.dataReceived(self, data)
             return
         if sniffed is not None:
-            if not getattr(getattr(self, "site", None), "h2c", False):
+            # Over TLS, HTTP/2 is chosen by ALPN only (RFC 9113 §3.3).
+            site = getattr(self, "site", None)
+            if not getattr(site, "h2c", False) or ISSLTransport.providedBy(
+                self.transport
+            ):
                 self._sniffed = None
             else:
                 data = sniffed + data

@@ -79,7 +79,9 @@ class UpgradeSite(Site):
     own path's protocols).
 
     @param resource: the root resource.
-    @param registry: connection-wide upgrade targets; may be empty.
+    @param registry: connection-wide upgrade targets; may be empty. The site
+        keeps a copy (as C{upgradeRegistry}), so enabling h2c here does not
+        enable it on other sites given the same registry.
     @param h2c: accept h2c upgrades (L{H2CUpgrade}) and HTTP/2 with prior
         knowledge on this site's HTTP/1.1 listeners. Off by default: RFC 9113
         §3.1 deprecates h2c, and see L{upgrade_plugin.h2c} on smuggling.
@@ -101,7 +103,11 @@ class UpgradeSite(Site):
         siteArguments.setdefault("logFormatter", upgradeLogFormatter)
         super().__init__(resource, **siteArguments)
         self.requestFactory = asteriskAware(self.requestFactory, _upgradeAsterisk)
-        self.upgradeRegistry = registry if registry is not None else UpgradeRegistry()
+        # The site's own copy: h2c, which belongs to this site only, must
+        # not leak into a registry the caller shares with other sites.
+        self.upgradeRegistry = (
+            registry.copy() if registry is not None else UpgradeRegistry()
+        )
         self.h2c = h2c
         # Answers what can never be a request at once, and (with h2c) takes
         # HTTP/2 with prior knowledge (RFC 9113 §3.3) on the same port.
