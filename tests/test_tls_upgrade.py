@@ -1363,3 +1363,63 @@ class IpptoolTests(TLSUpgradeTestCase):
         self.assertEqual(post.body[:1], b"\x02", post.body)  # IPP/2.x
 
     test_ipptoolUpgrade.skip = skipWithout("ipptool")  # type: ignore[attr-defined]
+
+
+def _proxiedUpgrade(port: int) -> tuple[bytes, bytes]:
+    """
+    Through a PROXY protocol header (as HAProxy's send-proxy sends it),
+    upgrade GET /admin to TLS; the 101's status line and the answer
+    inside TLS.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"PROXY TCP4 1.2.3.4 127.0.0.1 5555 80\r\n")
+        sock.sendall(
+            b"GET /admin HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+            b"Upgrade: TLS/1.2\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        secured = context.wrap_socket(sock, server_hostname="localhost")
+        answer = b""
+        while b"isSecure=" not in answer and b"426" not in answer:
+            chunk = secured.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return head.split(b"\r\n")[0], answer
+
+
+class HAProxyEndpointTests(TestCase):
+    """
+    T11: behind the C{haproxy:} endpoint (a protocol wrapper between the
+    channel and TCP), the upgraded connection is secure for the requests
+    answered inside TLS.
+    """
+
+    @inlineCallbacks
+    def test_secureAfterUpgrade(self) -> Any:
+        from twisted.internet.endpoints import serverFromString
+
+        class Secure(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                return b"isSecure=%r" % (request.isSecure(),)
+
+        tls = TLSUpgrade(serverOptions())
+        root = Resource()
+        root.putChild(b"admin", RequireTLS(Secure(), tls))
+        registry = UpgradeRegistry()
+        registry.register("TLS", tls)
+        site: Site = UpgradeSite(root, registry)
+        endpoint = serverFromString(reactor, "haproxy:tcp:0:interface=127.0.0.1")
+        port = yield endpoint.listen(site)
+        self.addCleanup(port.stopListening)
+        status, answer = yield deferToThread(_proxiedUpgrade, port.getHost().port)
+        self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+        self.assertTrue(answer.endswith(b"isSecure=True"), answer)

@@ -327,6 +327,11 @@ def startTLS(
     networkProducer = channel._networkProducer
     networkProducer.unregisterProducer()
     transport.startTLS(contextFactory)
+    if not ISSLTransport.providedBy(transport):
+        # A wrapper between the channel and the TCP transport (the haproxy:
+        # endpoint's) forwards startTLS, but copied its interfaces before it;
+        # the channel judges isSecure() by them.
+        alsoProvides(transport, ISSLTransport)
     tlsProtocol = transport.protocol
     wrapper = tlsProtocol.wrappedProtocol
 
