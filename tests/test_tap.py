@@ -38,7 +38,7 @@ from twisted.web.resource import Resource
 from twisted.web.static import Data, File
 
 from upgrade_plugin import ProtocolToken, UpgradeResource, UpgradeSite, tap
-from upgrade_plugin.tls import RequireTLS
+from upgrade_plugin.tls import RequireTLSPaths
 from upgrade_plugin.websocket import WebSocketUpgrade
 
 from .helpers import (
@@ -782,7 +782,7 @@ class TLSTests(SiteTestCase):
             "--require-tls",
             "/secret",
         )
-        self.assertIsInstance(served.child(b"secret"), RequireTLS)
+        self.assertIsInstance(served.site.resource, RequireTLSPaths)
         response = served.get(b"/secret")
         self.assertEqual(response.code, 426)
         [upgrade] = response.header(b"upgrade")
@@ -790,6 +790,24 @@ class TLSTests(SiteTestCase):
         self.assertEqual(response.header(b"connection"), [b"Upgrade"])
         self.assertNotIn(b"secret file", response.body)
         self.assertEqual(served.get(b"/public").body, b"public file")
+
+    def test_requireTLSNoWayAround(self) -> None:
+        """
+        The rule holds for every spelling a file tree answers as the same
+        path: dot segments, an encoded dot, an encoded slash.
+        """
+        served = self.serve(
+            "--path",
+            self.directory,
+            "--tls-certificate",
+            self.both,
+            "--require-tls",
+            "/secret",
+        )
+        for path in [b"/./secret", b"/%2E/secret", b"/secret%2F", b"/x/../secret"]:
+            response = served.get(path)
+            self.assertEqual(response.code, 426, path)
+            self.assertNotIn(b"secret file", response.body, path)
 
 
 class BadValueTests(SynchronousTestCase):

@@ -20,7 +20,7 @@ from ._tokens import parseProtocol
 from .demo import demoResource, webSocketEchoFactory
 from .resource import UpgradeResource
 from .site import UpgradeSite
-from .tls import RequireTLS, TLSUpgrade, contextFactoryFromFiles
+from .tls import RequireTLSPaths, TLSUpgrade, contextFactoryFromFiles
 from .websocket import WebSocketUpgrade
 
 __all__ = ["Options", "makeService"]
@@ -304,12 +304,8 @@ def makeService(config: Options) -> service.MultiService:
                 advertise=config["advertise"],
             ),
         )
-    for path in config["tlsOnly"]:
-        _mount(
-            root,
-            path,
-            lambda existing: RequireTLS(existing or Resource(), config["tls"]),
-        )
+    if config["tlsOnly"]:
+        root = RequireTLSPaths(root, config["tls"], config["tlsOnly"])
 
     siteRegistry = UpgradeRegistry()
     if config["tls"] is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from OpenSSL import SSL
 from twisted.internet import ssl
@@ -26,7 +27,13 @@ from ._registry import UpgradeRegistry
 from ._tokens import httpVersion
 from .resource import UpgradeResource
 
-__all__ = ["RequireTLS", "TLSUpgrade", "contextFactoryFromFiles", "contextVersions"]
+__all__ = [
+    "RequireTLS",
+    "RequireTLSPaths",
+    "TLSUpgrade",
+    "contextFactoryFromFiles",
+    "contextVersions",
+]
 
 # Newest first.
 _PROTOCOL_VERSIONS = [
@@ -211,3 +218,60 @@ class RequireTLS(Resource):
 
     def render(self, request: Any) -> Any:
         return self._upgrading.render(request)
+
+
+def _normalizedPath(path: bytes) -> list[bytes]:
+    """
+    The segments of a request path as a file system sees them: decoded
+    (C{%2F} is a separator, C{%2E} a dot), without empty and C{.} segments,
+    with C{..} applied (RFC 3986 §5.2.4).
+    """
+    segments: list[bytes] = []
+    for raw in path.split(b"?", 1)[0].split(b"/"):
+        for segment in unquote_to_bytes(raw).split(b"/"):
+            if segment in (b"", b"."):
+                continue
+            if segment == b"..":
+                if segments:
+                    segments.pop()
+                continue
+            segments.append(segment)
+    return segments
+
+
+class RequireTLSPaths(Resource):
+    """
+    Serve C{root}, with the subtrees under C{paths} TLS-only as by
+    L{RequireTLS}.
+
+    Which requests are protected is decided on the whole request path,
+    normalised as a file system would see it, before traversal: a
+    L{twisted.web.static.File} tree answers C{/./admin} or C{/admin%2F} as
+    C{/admin}, and those must not get around the rule.
+
+    @param paths: path segments, e.g. C{[[b"admin"], [b"api", b"v1"]]}.
+    """
+
+    def __init__(
+        self, root: IResource, upgrade: TLSUpgrade, paths: list[list[bytes]]
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.upgrade = upgrade
+        self.paths = [tuple(s for s in path if s) for path in paths]
+        self.isLeaf = bool(getattr(root, "isLeaf", False))
+
+    def _protected(self, request: Any) -> bool:
+        segments = tuple(_normalizedPath(request.path))
+        return any(segments[: len(path)] == path for path in self.paths)
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
+        child: IResource = self.root.getChildWithDefault(path, request)
+        if self._protected(request):
+            return RequireTLS(child, self.upgrade)
+        return child
+
+    def render(self, request: Any) -> Any:
+        if self._protected(request):
+            return RequireTLS(self.root, self.upgrade).render(request)
+        return self.root.render(request)
