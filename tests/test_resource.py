@@ -882,3 +882,49 @@ class FakeHeadTests(Base):
         self.send(rawRequest(method=b"HEAD"))
         self.assertNotIn(b" 101 ", self.transport.value())
         self.assertEqual(self.factory.built, [])
+
+
+class BodyLimitTests(Base):
+    """
+    D9: a body longer than C{maxBodySize} is not brought into memory for the
+    targets; the request is answered as if it offered nothing.
+    """
+
+    def post(self, size: int) -> None:
+        self.send(
+            rawRequest(
+                method=b"POST",
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b"foo/2"),
+                    (b"Content-Length", b"%d" % (size,)),
+                ],
+                body=b"x" * size,
+            )
+        )
+
+    def test_overLimit(self) -> None:
+        self.serve(Hello(), maxBodySize=1000)
+        self.post(1001)
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual((response.code, response.body), (200, b"hello /up"))
+        self.assertEqual(self.factory.built, [])
+
+    def test_overLimitInTemporaryFile(self) -> None:
+        """
+        twisted.web keeps bodies past 100 kB in a temporary file: measured
+        there too.
+        """
+        self.serve(Hello(), maxBodySize=150_000)
+        self.post(200_000)
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.factory.built, [])
+
+    def test_atLimit(self) -> None:
+        self.serve(Hello(), maxBodySize=200_000)
+        self.post(200_000)
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        assert self.upgraded.request is not None
+        self.assertEqual(len(self.upgraded.request.body), 200_000)

@@ -123,19 +123,26 @@ def canStartTLS(request: Request) -> bool:
     )
 
 
-def requestBody(request: Request) -> bytes:
+def requestBody(request: Request, limit: int) -> bytes | None:
     """
-    The whole body of C{request}: twisted.web reads it completely before
-    rendering, so nothing of it can be mistaken for new-protocol bytes
-    (RFC 9112 §6.3, RFC 7540 §3.2).
+    The whole body of C{request}, or L{None} if it is longer than C{limit}:
+    twisted.web reads a body completely before rendering (into a temporary
+    file past 100 kB), so nothing of it can be mistaken for new-protocol
+    bytes (RFC 9112 §6.3, RFC 7540 §3.2), and it is measured before it is
+    brought into memory.
     """
     content = request.content
     if content is None:
         return b""
     if isinstance(content, BytesIO):
-        # twisted.web keeps small bodies in memory.
+        if content.getbuffer().nbytes > limit:
+            return None
         return content.getvalue()
     position = content.tell()
+    size = content.seek(0, 2)
+    if size > limit:
+        content.seek(position)
+        return None
     content.seek(0)
     body = content.read()
     content.seek(position)

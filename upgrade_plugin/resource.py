@@ -79,6 +79,9 @@ class UpgradeResource(Resource):
     @param advertise: add C{Upgrade} (and C{Connection: Upgrade}) to the
         fallback's HTTP/1.1 responses, to tell clients what a future request
         could switch to (RFC 9110 §7.8 MAY).
+    @param maxBodySize: a request with a longer body is not offered to the
+        targets (its body would be handed over in memory): it is answered as
+        if it offered nothing.
     """
 
     def __init__(
@@ -87,11 +90,13 @@ class UpgradeResource(Resource):
         fallback: IResource | None = None,
         *,
         advertise: bool = False,
+        maxBodySize: int = 1024 * 1024,
     ) -> None:
         super().__init__()
         self.registry = registry
         self.fallback = fallback
         self.advertise = advertise
+        self.maxBodySize = maxBodySize
         self.isLeaf = fallback is None or bool(getattr(fallback, "isLeaf", False))
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
@@ -109,7 +114,9 @@ class UpgradeResource(Resource):
         if offer and canSwitch(request):
             candidates = self.registry.candidates(offer)
             if candidates:
-                return self._tryFrom(request, candidates, 0, requestBody(request))
+                body = requestBody(request, self.maxBodySize)
+                if body is not None:
+                    return self._tryFrom(request, candidates, 0, body)
         return self._renderFallback(request)
 
     def _tryFrom(
