@@ -928,3 +928,15 @@ class BodyLimitTests(Base):
         self.assertEqual(self.transport.value(), SWITCHED_FOO)
         assert self.upgraded.request is not None
         self.assertEqual(len(self.upgraded.request.body), 200_000)
+
+
+class HeadTests(Base):
+    def test_factoryTargetDeclinesHead(self) -> None:
+        """
+        D6: a HEAD is never switched to a plain factory's protocol.
+        """
+        self.serve(Hello())
+        self.send(rawRequest(method=b"HEAD"))
+        [response], _ = parseResponses(self.transport.value(), head=True)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.factory.built, [])

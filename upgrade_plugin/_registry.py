@@ -17,8 +17,10 @@ __all__ = ["ProtocolFactoryTarget", "Registration", "UpgradeRegistry"]
 class ProtocolFactoryTarget:
     """
     Adapts a plain L{IProtocolFactory} to L{IUpgradeTarget}: every offer is
-    accepted with C{factory.buildProtocol(peer)}; a factory that returns
-    L{None} (Twisted's way of refusing a connection) declines.
+    accepted with C{factory.buildProtocol(peer)}, whatever the method (the
+    protocol learns the request through L{IUpgradeAware} and answers it),
+    except HEAD; a factory that returns L{None} (Twisted's way of refusing a
+    connection) declines.
 
     The factory's C{doStart}/C{doStop} are not called: the protocols it
     builds arrive on connections that some other factory accepted.
@@ -28,6 +30,10 @@ class ProtocolFactoryTarget:
         self.factory = factory
 
     def upgradeRequested(self, request: UpgradeRequest) -> Decision:
+        if request.method == b"HEAD":
+            # RFC 9110 §7.8: a switch must honour the request's semantics,
+            # and a HEAD's answer has no content to continue in.
+            return Decline()
         protocol = self.factory.buildProtocol(request.peer)  # type: ignore[arg-type]
         if protocol is None:
             return Decline()

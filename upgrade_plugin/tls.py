@@ -138,6 +138,8 @@ class TLSUpgrade:
         self.versions = (
             versions if versions is not None else contextVersions(contextFactory)
         )
+        if not self.versions:
+            raise ValueError("the TLS context completes no handshake: no version")
 
     def requiredUpgrade(self) -> bytes:
         """
