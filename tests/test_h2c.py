@@ -521,3 +521,38 @@ class SharedRegistryTests(SynchronousTestCase):
         self.assertEqual(registry.tokens(), [b"foo/2"])
         self.assertEqual(withH2C.upgradeRegistry.tokens(), [b"foo/2", b"h2c"])
         self.assertEqual(without.upgradeRegistry.tokens(), [b"foo/2"])
+
+
+class PersistenceTests(SynchronousTestCase):
+    """
+    S32: on an UpgradeSite, C{close} in any C{Connection} line, in any list
+    position, closes the connection after the answer (twisted.web alone
+    reads only the first line, split on spaces).
+    """
+
+    def exchange(self, connection: list[bytes]) -> TCPLikeTransport:
+        site = UpgradeSite(Show(), reactor=Clock())
+        server: Any = site.buildProtocol(PEER)
+        transport = TCPLikeTransport(peerAddress=PEER)
+        transport.protocol = server
+        server.makeConnection(transport)
+        headers = [(b"Host", b"x")] + [(b"Connection", v) for v in connection]
+        server.dataReceived(rawRequest(path=b"/a", headers=headers))
+        return transport
+
+    def test_closes(self) -> None:
+        for connection in [
+            [b"upgrade,close"],
+            [b"close,upgrade"],
+            [b"keep-alive", b"close"],
+            [b"Close"],
+        ]:
+            transport = self.exchange(connection)
+            [response], _ = parseResponses(transport.value())
+            self.assertEqual(response.header(b"connection"), [b"close"], connection)
+            self.assertTrue(transport.disconnecting, connection)
+
+    def test_persists(self) -> None:
+        for connection in [[], [b"keep-alive"], [b"closed"]]:
+            transport = self.exchange(connection)
+            self.assertFalse(transport.disconnecting, connection)

@@ -49,7 +49,7 @@ from twisted.web.server import Request as ServerRequest
 from zope.interface import alsoProvides, noLongerProvides
 
 from ._interfaces import IUpgradeAware, UpgradeRequest
-from ._tokens import listMembers
+from ._tokens import hasConnectionOption, listMembers
 
 __all__ = [
     "SUPPORTED_TWISTED",
@@ -562,6 +562,20 @@ class _UpgradeSiteChannel(HTTPChannel):
             self._respondToBadRequestAndDisconnect()
             return
         HTTPChannel.dataReceived(self, data)
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        """
+        RFC 9112 §9.3, §9.6: HTTP/1.1 persists unless C{close} is among the
+        connection options of any C{Connection} line (twisted.web reads only
+        the first line, split on spaces). HTTP/1.0 does not persist.
+        """
+        if version != b"HTTP/1.1":
+            return False
+        lines = request.requestHeaders.getRawHeaders(b"connection", [])
+        if lines and hasConnectionOption(lines, b"close"):
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+            return False
+        return True
 
     def requestDone(self, request: Request) -> None:
         HTTPChannel.requestDone(self, request)
