@@ -272,12 +272,26 @@ class UpgradeResource(Resource):
         (RFC 9110 §15.5.22, §7.8) and a short body (RFC 2817 §4.2).
         """
         tokens = b", ".join(self.registry.tokens())
-        request.setResponseCode(426, b"Upgrade Required")
-        if _isHTTP1(request):
-            request.setHeader(b"upgrade", tokens)
-            _addConnectionUpgrade(request)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"426 Upgrade Required: use one of these protocols: %s\n" % (tokens,)
+        return upgradeRequired(
+            request,
+            tokens,
+            b"426 Upgrade Required: use one of these protocols: %s\n" % (tokens,),
+        )
+
+
+def upgradeRequired(request: Request, upgrade: bytes, body: bytes) -> bytes:
+    """
+    Make C{request}'s answer a 426 Upgrade Required (RFC 9110 §15.5.22): a
+    final response with C{Upgrade: upgrade} and C{Connection: Upgrade}
+    (§7.8; not on HTTP/2, where they are forbidden) and the human-readable
+    C{body} (RFC 2817 §4.2), which is returned.
+    """
+    request.setResponseCode(426, b"Upgrade Required")
+    if _isHTTP1(request):
+        request.setHeader(b"upgrade", upgrade)
+        _addConnectionUpgrade(request)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    return body
 
 
 def _snapshot(request: Request, offered: ProtocolToken, body: bytes) -> UpgradeRequest:

@@ -24,8 +24,7 @@ from zope.interface import implementer
 
 from ._interfaces import AcceptTLS, Decision, Decline, IUpgradeTarget, UpgradeRequest
 from ._registry import UpgradeRegistry
-from ._tokens import httpVersion
-from .resource import UpgradeResource
+from .resource import UpgradeResource, upgradeRequired
 
 __all__ = [
     "RequireTLS",
@@ -179,18 +178,11 @@ class _SecureOnly(Resource):
     def render(self, request: Any) -> Any:
         if request.isSecure():
             return self.resource.render(request)
-        request.setResponseCode(426, b"Upgrade Required")
-        version = httpVersion(request.clientproto)
-        if version is not None and version[0] == 1:
-            request.setHeader(b"upgrade", self.upgrade.requiredUpgrade())
-            existing = request.responseHeaders.getRawHeaders(b"connection", [])
-            request.responseHeaders.setRawHeaders(
-                b"connection", [b", ".join([*existing, b"Upgrade"])]
-            )
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return (
+        return upgradeRequired(
+            request,
+            self.upgrade.requiredUpgrade(),
             b"426 Upgrade Required: this resource is served over TLS only. "
-            b"Upgrade this connection (RFC 2817) or use https.\n"
+            b"Upgrade this connection (RFC 2817) or use https.\n",
         )
 
 
