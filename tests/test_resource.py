@@ -803,7 +803,7 @@ class EventTests(Base):
         )
         self.registry.register("bar", Scripted(lambda r: Decline()))
         self.registry.register("baz", Scripted(lambda r: Reject(code=403, body=b"no")))
-        self.serve()
+        self.serve(logDecisions=True)
         offer = [(b"Host", b"x"), (b"Connection", b"Upgrade")]
         self.send(rawRequest(headers=[*offer, (b"Upgrade", b"bar, baz")]))
         self.send(rawRequest(headers=[*offer, (b"Upgrade", b"foo/2")]))
@@ -819,6 +819,28 @@ class EventTests(Base):
                 ("rejected with 403", "baz", b"/up", "info"),
                 ("accepted", "foo/2", b"/up", "debug"),
             ],
+        )
+
+    def test_onlyRejectsByDefault(self) -> None:
+        """
+        Without C{logDecisions}, only rejections are events (accepts are in
+        the access log line; per-event cost stays off the hot path).
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        events = EventLoggingObserver.createWithCleanup(
+            self,  # type: ignore[arg-type]
+            globalLogPublisher,
+        )
+        self.registry.register("bar", Scripted(lambda r: Decline()))
+        self.registry.register("baz", Scripted(lambda r: Reject(code=403, body=b"no")))
+        self.serve()
+        offer = [(b"Host", b"x"), (b"Connection", b"Upgrade")]
+        self.send(rawRequest(headers=[*offer, (b"Upgrade", b"bar, baz")]))
+        self.send(rawRequest(headers=[*offer, (b"Upgrade", b"foo/2")]))
+        self.assertEqual(
+            [e["outcome"] for e in events if "outcome" in e], ["rejected with 403"]
         )
 
 

@@ -158,9 +158,14 @@ def demoResource(
     root = Resource()
     root.putChild(b"", Data(PAGE.encode("utf-8"), "text/html; charset=utf-8"))
     ws = Resource()
-    ws.putChild(b"echo", UpgradeResource(websocketRegistry, advertise=advertise))
+    ws.putChild(
+        b"echo",
+        UpgradeResource(websocketRegistry, advertise=advertise, logDecisions=True),
+    )
     root.putChild(b"ws", ws)
     echo = UpgradeRegistry()
     echo.register("echo", echoFactory())
-    root.putChild(b"echo", UpgradeResource(echo, advertise=advertise))
+    root.putChild(
+        b"echo", UpgradeResource(echo, advertise=advertise, logDecisions=True)
+    )
     return root

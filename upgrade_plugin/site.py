@@ -63,7 +63,9 @@ def _upgradeAsterisk(request: Any) -> bool:
     if not (len(site.upgradeRegistry) and request.requestHeaders.hasHeader(b"upgrade")):
         return False
     request.postpath = []
-    request.render(UpgradeResource(site.upgradeRegistry, _ASTERISK))
+    request.render(
+        UpgradeResource(site.upgradeRegistry, _ASTERISK, logDecisions=site.logDecisions)
+    )
     return True
 
 
@@ -86,6 +88,7 @@ class UpgradeSite(Site):
         knowledge on this site's HTTP/1.1 listeners. Off by default: RFC 9113
         §3.1 deprecates h2c, and see L{upgrade_plugin.h2c} on smuggling.
     @param h2cMaxBodySize: see L{H2CUpgrade}.
+    @param logDecisions: see L{UpgradeResource}.
     @param siteArguments: anything else L{Site} takes (C{timeout},
         C{logPath}, C{reactor}...); C{logFormatter} defaults to
         L{upgradeLogFormatter}.
@@ -98,6 +101,7 @@ class UpgradeSite(Site):
         *,
         h2c: bool = False,
         h2cMaxBodySize: int = 64 * 1024,
+        logDecisions: bool = False,
         **siteArguments: Any,
     ) -> None:
         siteArguments.setdefault("logFormatter", upgradeLogFormatter)
@@ -109,6 +113,7 @@ class UpgradeSite(Site):
             registry.copy() if registry is not None else UpgradeRegistry()
         )
         self.h2c = h2c
+        self.logDecisions = logDecisions
         # Answers what can never be a request at once, and (with h2c) takes
         # HTTP/2 with prior knowledge (RFC 9113 §3.3) on the same port.
         self.protocol = upgradeSiteChannelFactory  # type: ignore[method-assign]
@@ -123,5 +128,7 @@ class UpgradeSite(Site):
             request.requestHeaders.hasHeader(b"upgrade")
             and self.upgradeRegistry.tokens()
         ):
-            return UpgradeResource(self.upgradeRegistry, target)
+            return UpgradeResource(
+                self.upgradeRegistry, target, logDecisions=self.logDecisions
+            )
         return target

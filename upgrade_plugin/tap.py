@@ -302,6 +302,7 @@ def makeService(config: Options) -> service.MultiService:
                 registry,
                 None if key in required else existing,
                 advertise=config["advertise"],
+                logDecisions=True,
             ),
         )
     if config["tlsOnly"]:
@@ -315,6 +316,7 @@ def makeService(config: Options) -> service.MultiService:
         siteRegistry,
         h2c=config["h2c"],
         h2cMaxBodySize=config["h2c-max-body"],
+        logDecisions=True,
     )
     top = service.MultiService()
     for endpoint in config["listen"]:
