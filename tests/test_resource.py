@@ -502,6 +502,17 @@ class SwitchTests(Base):
         self.assertEqual((response.code, response.body), (200, b"hello /up"))
 
 
+def _offer(upgrade: bytes, connection: bytes | None = b"Upgrade") -> bytes:
+    """
+    A GET to /up offering C{upgrade}, with C{connection} as its Connection.
+    """
+    headers = [(b"Host", b"x")]
+    if connection is not None:
+        headers.append((b"Connection", connection))
+    headers.append((b"Upgrade", upgrade))
+    return rawRequest(headers=headers)
+
+
 class BadInputTests(Base):
     """
     Each bad offer gets the fallback's normal answer, or a 426 without one,
@@ -510,60 +521,12 @@ class BadInputTests(Base):
 
     offers: ClassVar[list[tuple[str, bytes]]] = [
         ("HTTP/1.0 (S9)", rawRequest(version=b"HTTP/1.0")),
-        (
-            "no Connection (S15)",
-            rawRequest(headers=[(b"Host", b"x"), (b"Upgrade", b"foo/2")]),
-        ),
-        (
-            "Connection without upgrade",
-            rawRequest(
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"keep-alive"),
-                    (b"Upgrade", b"foo/2"),
-                ]
-            ),
-        ),
-        (
-            "unregistered (S3)",
-            rawRequest(
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"Upgrade"),
-                    (b"Upgrade", b"bar"),
-                ]
-            ),
-        ),
-        (
-            "version mismatch",
-            rawRequest(
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"Upgrade"),
-                    (b"Upgrade", b"foo/3"),
-                ]
-            ),
-        ),
-        (
-            "empty Upgrade (G1)",
-            rawRequest(
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"Upgrade"),
-                    (b"Upgrade", b""),
-                ]
-            ),
-        ),
-        (
-            "garbage members (G2)",
-            rawRequest(
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"Upgrade"),
-                    (b"Upgrade", b'foo/1/2, "foo/2", /3, foo/, "'),
-                ]
-            ),
-        ),
+        ("no Connection (S15)", _offer(b"foo/2", connection=None)),
+        ("Connection without upgrade", _offer(b"foo/2", connection=b"keep-alive")),
+        ("unregistered (S3)", _offer(b"bar")),
+        ("version mismatch", _offer(b"foo/3")),
+        ("empty Upgrade (G1)", _offer(b"")),
+        ("garbage members (G2)", _offer(b'foo/1/2, "foo/2", /3, foo/, "')),
     ]
 
     def test_fallback(self) -> None:

@@ -898,13 +898,12 @@ class ResourceLevelTests(TLSUpgradeTestCase):
         self.assertEqual(options.status, b"HTTP/1.1 200 OK")
 
     @inlineCallbacks
-    def test_requireTLSUpgradeOnTheSameRequest(self) -> Any:
+    def assertServedInsideTLS(self, site: Site) -> Any:
         """
-        T1, T5, T8: a TLS-only resource (L{RequireTLS}) on a plain L{Site}
-        requested with an offer: 101 (RFC 2817 §3.3), and that same request
-        is served inside TLS (§3.3), secure.
+        A TLS-only resource requested with an offer: 101 (RFC 2817 §3.3),
+        and that same request is served inside TLS (§3.3), secure.
         """
-        port = yield self.listen(self.plainSite())
+        port = yield self.listen(site)
 
         def exchange() -> tuple[bytes, Answer]:
             with BlockingClient(port) as client:
@@ -919,26 +918,18 @@ class ResourceLevelTests(TLSUpgradeTestCase):
         self.assertEqual(answer.status, b"HTTP/1.1 200 OK")
         self.assertEqual(answer.body, reported(b"GET", b"/secret?offered", True))
 
-    @inlineCallbacks
+    def test_requireTLSUpgradeOnTheSameRequest(self) -> Any:
+        """
+        T1, T5, T8: L{RequireTLS} on a plain L{Site}.
+        """
+        return self.assertServedInsideTLS(self.plainSite())
+
     def test_requireTLSUpgradeThroughUpgradeSite(self) -> Any:
         """
         T1, T5, T8: the same through an L{UpgradeSite} with TLS
-        connection-wide (RFC 2817 §3.3).
+        connection-wide.
         """
-        port = yield self.listen(self.upgradeSite())
-
-        def exchange() -> tuple[bytes, Answer]:
-            with BlockingClient(port) as client:
-                client.send(get(b"/secret?offered", *CUPS_OFFER))
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
-                return head, client.readResponse()
-
-        head, answer = yield self.inThread(exchange)
-        self.assertEqual(head, SWITCHED_12)
-        self.assertEqual(answer.status, b"HTTP/1.1 200 OK")
-        self.assertEqual(answer.body, reported(b"GET", b"/secret?offered", True))
+        return self.assertServedInsideTLS(self.upgradeSite())
 
     @inlineCallbacks
     def test_requireTLS426OnPlainSite(self) -> Any:
