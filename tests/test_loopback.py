@@ -16,12 +16,13 @@ from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     connectProtocol,
 )
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from upgrade_plugin import UpgradeRegistry, UpgradeResource
 
@@ -251,6 +252,21 @@ class LoopbackTests(TestCase):
         self.assertEqual([ref() for ref in self.channels], [None])
 
     @inlineCallbacks
+    def test_transportCallsProtocol(self) -> Any:
+        """
+        Once switched, the server's transport (TCP, or TLS's protocol
+        wrapper) delivers to the new protocol directly.
+        """
+        client = yield self.connect()
+        client.transport.write(rawRequest() + b"x")
+        yield timeout(client.waitFor(len(SWITCHED_FOO) + 1))
+        [ref] = self.echo.built
+        protocol = ref()
+        assert protocol is not None and protocol.transport is not None
+        link = "wrappedProtocol" if self.tls else "protocol"
+        self.assertIs(getattr(protocol.transport, link), protocol)
+
+    @inlineCallbacks
     def test_plainRequestsUnaffected(self) -> Any:
         client = yield self.connect()
         client.transport.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -258,6 +274,55 @@ class LoopbackTests(TestCase):
         while not data.endswith(b"hello /hello"):
             data = yield timeout(client.waitFor(len(data) + 1))
         self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"))
+
+
+@implementer(IHalfCloseableProtocol)
+class AnswerAtEOF(Protocol):
+    """
+    Collects bytes until the client has sent all it will (half-close), then
+    answers and closes.
+    """
+
+    def __init__(self) -> None:
+        self.received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def readConnectionLost(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"got %d bytes" % (len(self.received),))
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+class HalfCloseTests(TestCase):
+    """
+    A new protocol that provides L{IHalfCloseableProtocol} is told when the
+    client half-closes a TCP connection, and can still answer: the transport
+    calls it directly, not through twisted.web's generic wrapper, which does
+    not provide the interface.
+    """
+
+    @inlineCallbacks
+    def test_halfClose(self) -> Any:
+        registry = UpgradeRegistry()
+        registry.register("foo/2", Factory.forProtocol(AnswerAtEOF))
+        site = Site(UpgradeResource(registry))
+        site.logFile = _Lines()
+        port = yield listenLoopback(self, site, False)
+        client = RawClient()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        yield connectProtocol(endpoint, client)
+        transport: Any = client.transport
+        transport.write(rawRequest() + b"abc")
+        yield timeout(client.waitFor(len(SWITCHED_FOO)))
+        transport.write(b"de")
+        transport.loseWriteConnection()
+        yield timeout(client.closed)
+        self.assertEqual(client.buffer, SWITCHED_FOO + b"got 5 bytes")
 
 
 class TLSLoopbackTests(LoopbackTests):

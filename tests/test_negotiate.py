@@ -241,3 +241,98 @@ class RegistryTests(SynchronousTestCase):
         self.assertRaises(ValueError, self.registry.register, "", self.factory)
         self.assertRaises(TypeError, self.registry.register, "foo", object())
         self.assertRaises(KeyError, self.registry.unregister, "nope")
+
+
+class OfferedTests(SynchronousTestCase):
+    """
+    L{UpgradeRegistry.offered}: L{upgradeOffer} then L{candidates} from a
+    request's field lines, remembered between requests.
+    """
+
+    def setUp(self) -> None:
+        self.registry = UpgradeRegistry()
+        self.factory = Factory.forProtocol(Protocol)
+        self.registry.register("a", self.factory)
+        self.registry.register("b/2", self.factory)
+
+    def offered(
+        self, upgrade: bytes, connection: list[bytes] | None = None
+    ) -> list[str]:
+        found = self.registry.offered(
+            b"HTTP/1.1",
+            [b"Upgrade"] if connection is None else connection,
+            [upgrade],
+        )
+        return [str(offered) for offered, _ in found]
+
+    def test_sameAsUpgradeOfferThenCandidates(self) -> None:
+        """
+        The answer is the one L{upgradeOffer} and L{candidates} give, for
+        every rule of the negotiation (S3, S4, S9, S15, G1, G2, G3).
+        """
+        up = [b"keep-alive, Upgrade"]
+        cases = [
+            (b"HTTP/1.1", up, [b"b/2, A"]),
+            (b"HTTP/1.1", up, [b"b/3, c, a/1"]),
+            (b"HTTP/1.0", up, [b"a"]),
+            (b"HTTP/2", up, [b"a"]),
+            (b"HTTP/1.1", None, [b"a"]),
+            (b"HTTP/1.1", [b"close"], [b"a"]),
+            (b"HTTP/1.1", up, [b""]),
+            (b"HTTP/1.1", up, [b'a/1/2, "a", /2']),
+            (b"HTTP/1.1", [b"x", b"upgrade"], [b"c", b"a"]),
+        ]
+        for version, connection, upgrade in cases:
+            offer = upgradeOffer(
+                version=version, connection=connection or [], upgrade=upgrade
+            )
+            expected = self.registry.candidates(offer)
+            for _ in range(2):  # computed, then remembered
+                self.assertEqual(
+                    list(self.registry.offered(version, connection, upgrade)),
+                    expected,
+                    (version, connection, upgrade),
+                )
+
+    def test_followsRegistrations(self) -> None:
+        """
+        A remembered answer never outlives a change to the registry:
+        registering, replacing, unregistering, or the order of preference.
+        """
+        self.assertEqual(self.offered(b"c, b/2, a"), ["b/2", "a"])
+        self.registry.register("c", self.factory)
+        self.assertEqual(self.offered(b"c, b/2, a"), ["c", "b/2", "a"])
+        self.registry.preferServerOrder = True
+        self.assertEqual(self.offered(b"c, b/2, a"), ["a", "b/2", "c"])
+        self.registry.unregister("a")
+        self.assertEqual(self.offered(b"c, b/2, a"), ["b/2", "c"])
+        other = Factory.forProtocol(Protocol)
+        self.registry.register("c", other)
+        [(_, registration)] = self.registry.offered(b"HTTP/1.1", [b"upgrade"], [b"c"])
+        self.assertEqual(registration.target.factory, other)  # type: ignore[attr-defined]
+        self.assertEqual(
+            self.offered(b"c", connection=[b"upgrade"]),
+            self.offered(b"c", connection=[b"UPGRADE"]),
+        )
+
+    def test_copyDoesNotShare(self) -> None:
+        self.assertEqual(self.offered(b"c, a"), ["a"])
+        copied = self.registry.copy()
+        copied.register("c", self.factory)
+        self.assertEqual(self.offered(b"c, a"), ["a"])
+        self.assertEqual(
+            [str(o) for o, _ in copied.offered(b"HTTP/1.1", [b"upgrade"], [b"c, a"])],
+            ["c", "a"],
+        )
+
+    def test_memoryBounded(self) -> None:
+        """
+        The field values are the client's: long ones are not remembered,
+        and short ones only up to a bound, however many a client invents.
+        """
+        long = b"a, " + b"x" * 300
+        self.assertEqual(self.offered(long), ["a"])
+        self.assertEqual(self.registry._offers, {})
+        for index in range(2000):
+            self.assertEqual(self.offered(b"a, x%d" % (index,)), ["a"])
+            self.assertLessEqual(len(self.registry._offers), 256)

@@ -417,6 +417,22 @@ class SwitchTests(Base):
         self.assertIsNone(channel())
         self.assertIsNone(request())
 
+    def test_transportCallsNewProtocol(self) -> None:
+        """
+        After the switch the transport calls the new protocol itself, not
+        through twisted.web's generic wrapper (which hides whether the
+        protocol is L{IHalfCloseableProtocol}); the wrapper forwards to it
+        as well, for anything still holding it.
+        """
+        self.serve()
+        wrapper = self.protocol
+        self.send(rawRequest())
+        self.assertIs(self.transport.protocol, self.upgraded)  # type: ignore[attr-defined]
+        self.assertIs(wrapper._channel, self.upgraded)
+        self.transport.protocol.dataReceived(b"direct")  # type: ignore[attr-defined]
+        wrapper.dataReceived(b" wrapped")
+        self.assertEqual(self.upgraded.data, b"direct wrapped")
+
     def test_opaqueTransport(self) -> None:
         """
         D8: a transport that does not say which protocol it delivers to (no

@@ -4,10 +4,13 @@ L{UpgradeRegistry}: upgrade tokens mapped to the targets that serve them.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IProtocolFactory
+from collections.abc import Sequence
+
+from twisted.internet.interfaces import IProtocol, IProtocolFactory
 from zope.interface import implementer
 
 from ._interfaces import Accept, Decision, Decline, IUpgradeTarget, UpgradeRequest
+from ._negotiate import upgradeOffer
 from ._tokens import ProtocolToken, parseProtocol
 
 __all__ = ["ProtocolFactoryTarget", "Registration", "UpgradeRegistry"]
@@ -30,14 +33,23 @@ class ProtocolFactoryTarget:
         self.factory = factory
 
     def upgradeRequested(self, request: UpgradeRequest) -> Decision:
-        if request.method == b"HEAD":
-            # RFC 9110 §7.8: a switch must honour the request's semantics,
-            # and a HEAD's answer has no content to continue in.
-            return Decline()
-        protocol = self.factory.buildProtocol(request.peer)  # type: ignore[arg-type]
+        protocol = self.protocolFor(request.method, request.peer)
         if protocol is None:
             return Decline()
         return Accept(protocol=protocol)
+
+    def protocolFor(self, method: bytes, peer: object) -> IProtocol | None:
+        """
+        The protocol to switch a C{method} request from C{peer} to, or
+        L{None} to decline: L{UpgradeResource} calls this directly, so that
+        no L{UpgradeRequest} is made unless the protocol asks for one.
+        """
+        if method == b"HEAD":
+            # RFC 9110 §7.8: a switch must honour the request's semantics,
+            # and a HEAD's answer has no content to continue in.
+            return None
+        protocol: IProtocol | None = self.factory.buildProtocol(peer)  # type: ignore[arg-type]
+        return protocol
 
     def __repr__(self) -> str:
         return f"ProtocolFactoryTarget({self.factory!r})"
@@ -72,6 +84,14 @@ class Registration:
         return f"Registration({self.token!r}, {self.target!r})"
 
 
+_Candidates = tuple[tuple[ProtocolToken, Registration], ...]
+_FieldValues = tuple[bytes, tuple[bytes, ...], tuple[bytes, ...]]
+# Remember offers only while their fields are short and few: they are the
+# client's, and the memory is the server's.
+_CACHED_FIELDS = 256
+_CACHED_OFFERS = 256
+
+
 def _target(target: object) -> IUpgradeTarget:
     if IUpgradeTarget.providedBy(target):
         return target
@@ -98,8 +118,22 @@ class UpgradeRegistry:
     """
 
     def __init__(self, *, preferServerOrder: bool = False) -> None:
-        self.preferServerOrder = preferServerOrder
+        self._preferServerOrder = preferServerOrder
         self._registrations: dict[tuple[str, str | None], Registration] = {}
+        self._offers: dict[_FieldValues, _Candidates] = {}
+
+    @property
+    def preferServerOrder(self) -> bool:
+        """
+        Choose among the offered protocols in this registry's order rather
+        than the client's.
+        """
+        return self._preferServerOrder
+
+    @preferServerOrder.setter
+    def preferServerOrder(self, value: bool) -> None:
+        self._preferServerOrder = value
+        self._offers.clear()
 
     def register(self, token: str, target: object) -> None:
         """
@@ -114,6 +148,7 @@ class UpgradeRegistry:
             raise ValueError(f"not an upgrade token: {token!r}")
         key = (parsed.key, parsed.version)
         self._registrations[key] = Registration(parsed, _target(target))
+        self._offers.clear()
 
     def unregister(self, token: str) -> None:
         """
@@ -125,12 +160,13 @@ class UpgradeRegistry:
         if parsed is None:
             raise KeyError(token)
         del self._registrations[(parsed.key, parsed.version)]
+        self._offers.clear()
 
     def copy(self) -> UpgradeRegistry:
         """
         A new registry with the same registrations and order.
         """
-        copied = UpgradeRegistry(preferServerOrder=self.preferServerOrder)
+        copied = UpgradeRegistry(preferServerOrder=self._preferServerOrder)
         copied._registrations = dict(self._registrations)
         return copied
 
@@ -171,9 +207,35 @@ class UpgradeRegistry:
             if registration is not None and key not in seen:
                 seen.add(key)
                 found.append((protocol, registration))
-        if self.preferServerOrder:
+        if self._preferServerOrder:
             order = {id(r): i for i, r in enumerate(self._registrations.values())}
             found.sort(key=lambda pair: order[id(pair[1])])
+        return found
+
+    def offered(
+        self,
+        version: bytes,
+        connection: Sequence[bytes] | None,
+        upgrade: Sequence[bytes],
+    ) -> _Candidates:
+        """
+        L{candidates} for a request's HTTP-version and C{Connection} and
+        C{Upgrade} field lines (see L{upgradeOffer}), remembered for the
+        next request that sends the same short fields: clients send the
+        same few values again and again.
+        """
+        key = (version, tuple(connection or ()), tuple(upgrade))
+        found = self._offers.get(key)
+        if found is None:
+            found = tuple(
+                self.candidates(
+                    upgradeOffer(version=version, connection=key[1], upgrade=key[2])
+                )
+            )
+            if sum(map(len, key[1])) + sum(map(len, key[2])) <= _CACHED_FIELDS:
+                if len(self._offers) >= _CACHED_OFFERS:
+                    self._offers.clear()
+                self._offers[key] = found
         return found
 
     def __len__(self) -> int:

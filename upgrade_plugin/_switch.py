@@ -11,7 +11,9 @@ This is the ONLY module that touches twisted.web internals. It relies on:
     C{_abortingCall}: the channel's producer registration and timers;
   - C{_GenericHTTPChannelProtocol._channel}, documented there as replaceable
     "if a HTTP protocol upgrade takes place", the same route Twisted takes
-    for ALPN h2;
+    for ALPN h2; and the link to that wrapper, C{protocol} of a TCP
+    transport or C{wrappedProtocol} of a protocol wrapper (TLS, HAProxy),
+    which is pointed at the new protocol;
   - C{Request.startedWriting}, C{chunked}, C{code}, C{code_message},
     C{_disconnected}, so that C{Request.finish()} logs the 101 and fires
     C{notifyFinish()} without writing anything;
@@ -27,7 +29,7 @@ pins each of these.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import Any
 
@@ -94,7 +96,8 @@ def canSwitch(request: Request) -> bool:
         and not getattr(request, "_inFakeHead", False)
         and not request.startedWriting
         and not request.finished
-        and channel.requests == [request]
+        and len(channel.requests) == 1
+        and channel.requests[0] is request
     )
 
 
@@ -134,10 +137,10 @@ def requestBody(request: Request, limit: int) -> bytes | None:
     content = request.content
     if content is None:
         return b""
-    if isinstance(content, BytesIO):
-        if content.getbuffer().nbytes > limit:
-            return None
-        return content.getvalue()
+    if type(content) is BytesIO:
+        # Already in memory; getvalue() shares it rather than copying.
+        body = content.getvalue()
+        return None if len(body) > limit else body
     position = content.tell()
     size = content.seek(0, 2)
     if size > limit:
@@ -150,54 +153,64 @@ def requestBody(request: Request, limit: int) -> bytes | None:
 
 
 def writeSwitchingProtocols(
-    transport: Any, upgrade: bytes, headers: list[tuple[bytes, bytes]]
+    transport: Any, upgrade: bytes, headers: Sequence[tuple[bytes, bytes]]
 ) -> None:
     """
     Write a 101 head raw (RFC 9110 §15.2.2): through C{Request} it would get
     C{Content-Type} and C{Transfer-Encoding}, which a 1xx must not carry
     (RFC 9110 §8.6, RFC 9112 §6.1).
     """
-    lines = [
-        b"HTTP/1.1 101 Switching Protocols",
-        b"Upgrade: " + upgrade,
-        b"Connection: Upgrade",
-    ]
-    lines.extend(name + b": " + value for name, value in headers)
-    lines.append(b"\r\n")
-    transport.write(b"\r\n".join(lines))
+    head = _HEADS.get(upgrade) if not headers else None
+    if head is None:
+        lines = [
+            b"HTTP/1.1 101 Switching Protocols",
+            b"Upgrade: " + upgrade,
+            b"Connection: Upgrade",
+        ]
+        lines.extend(name + b": " + value for name, value in headers)
+        lines.append(b"\r\n")
+        head = b"\r\n".join(lines)
+        if not headers and len(_HEADS) < 64:
+            _HEADS[upgrade] = head
+    transport.write(head)
 
 
-def _genericWrapper(channel: HTTPChannel) -> Any:
+# The usual 101s, by their Upgrade value (the registered tokens).
+_HEADS: dict[bytes, bytes] = {}
+
+
+def _channelOf(wrapper: _GenericHTTPChannelProtocol) -> Any:
+    return wrapper._channel
+
+
+def _wrapperLink(channel: HTTPChannel) -> tuple[Any, str, Any] | None:
     """
     Find the L{_GenericHTTPChannelProtocol} that the transport delivers to
-    and that forwards to C{channel}.
+    and that forwards to C{channel}, and the link to it: the object that
+    calls it and the attribute it is kept in (C{protocol} of a TCP
+    transport, C{wrappedProtocol} of TLS or another protocol wrapper).
     """
     transport = channel.transport
-    # The usual cases first: TCP (transport.protocol) and TLS
-    # (TLSMemoryBIOProtocol.wrappedProtocol).
-    for candidate in (
-        getattr(transport, "protocol", None),
-        getattr(transport, "wrappedProtocol", None),
-    ):
-        if (
-            isinstance(candidate, _GenericHTTPChannelProtocol)
-            and candidate._channel is channel  # type: ignore[comparison-overlap]
-        ):
-            return candidate
+    # The usual case first: a TCP transport delivers to the wrapper itself.
+    wrapper = getattr(transport, "protocol", None)
+    if type(wrapper) is _GenericHTTPChannelProtocol and _channelOf(wrapper) is channel:
+        return transport, "protocol", wrapper
     pending: list[object] = [transport]
     seen: set[int] = set()
     while pending and len(seen) < _MAX_WRAPPER_DEPTH:
-        candidate = pending.pop()
-        if candidate is None or id(candidate) in seen:
+        holder = pending.pop()
+        if holder is None or id(holder) in seen:
             continue
-        seen.add(id(candidate))
-        if isinstance(candidate, _GenericHTTPChannelProtocol):
-            if candidate._channel is channel:  # type: ignore[comparison-overlap]
-                return candidate
-            continue
-        pending.extend(
-            getattr(candidate, name, None) for name in ("wrappedProtocol", "protocol")
-        )
+        seen.add(id(holder))
+        for name in ("protocol", "wrappedProtocol"):
+            candidate = getattr(holder, name, None)
+            if candidate is None:
+                continue
+            if isinstance(candidate, _GenericHTTPChannelProtocol):
+                if _channelOf(candidate) is channel:
+                    return holder, name, candidate
+            else:
+                pending.append(candidate)
     return None
 
 
@@ -251,8 +264,8 @@ def switchProtocol(
     protocol: IProtocol,
     *,
     upgrade: bytes,
-    headers: list[tuple[bytes, bytes]],
-    upgradeRequest: UpgradeRequest,
+    headers: Sequence[tuple[bytes, bytes]],
+    upgradeRequest: UpgradeRequest | None,
     afterConnect: Callable[[], object] | None = None,
 ) -> None:
     """
@@ -262,6 +275,9 @@ def switchProtocol(
     to the request or the HTTP channel: the transport delivers to
     C{protocol}, which has received every byte the client sent after the
     request, and will get C{connectionLost} exactly once.
+
+    @param upgradeRequest: given to C{protocol} if it is L{IUpgradeAware};
+        L{None} when it is not.
     """
     channel: Any = request.channel
     transport: Any = channel.transport
@@ -276,8 +292,14 @@ def switchProtocol(
     _finishRequest(request, upgrade)
     _detach(channel)
 
-    wrapper = _genericWrapper(channel)
-    if wrapper is not None:
+    link = _wrapperLink(channel)
+    if link is not None:
+        holder, name, wrapper = link
+        # The transport (or the wrapper in front of it) now calls the new
+        # protocol directly: one call less per read, and it sees whether
+        # the protocol provides IHalfCloseableProtocol, which the generic
+        # wrapper hides. The wrapper forwards too, for anyone holding it.
+        setattr(holder, name, protocol)
         wrapper._channel = protocol
     else:
         # A transport we cannot see through: forward from the channel, as
@@ -287,7 +309,7 @@ def switchProtocol(
         channel.requests = []
 
     try:
-        if IUpgradeAware.providedBy(protocol):
+        if upgradeRequest is not None and IUpgradeAware.providedBy(protocol):
             protocol.upgradeAccepted(upgradeRequest)
         protocol.makeConnection(transport)
         if afterConnect is not None:
@@ -300,7 +322,7 @@ def switchProtocol(
         _log.failure(
             "{protocol} failed right after switching {peer} to {upgrade}",
             protocol=protocol,
-            peer=upgradeRequest.peer,
+            peer=transport.getPeer(),
             upgrade=upgrade.decode("ascii"),
         )
         transport.abortConnection()

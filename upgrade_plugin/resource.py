@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProtocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.http import Request
@@ -16,9 +17,16 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ._interfaces import Accept, AcceptTLS, Decision, Decline, Reject, UpgradeRequest
-from ._negotiate import upgradeOffer
-from ._registry import Registration, UpgradeRegistry
+from ._interfaces import (
+    Accept,
+    AcceptTLS,
+    Decision,
+    Decline,
+    IUpgradeAware,
+    Reject,
+    UpgradeRequest,
+)
+from ._registry import ProtocolFactoryTarget, Registration, UpgradeRegistry
 from ._switch import (
     canStartTLS,
     canSwitch,
@@ -112,14 +120,13 @@ class UpgradeResource(Resource):
         return child
 
     def render(self, request: Any) -> _Rendered:
-        offer = upgradeOffer(
-            version=request.clientproto,
-            connection=request.requestHeaders.getRawHeaders(b"connection", []),
-            upgrade=request.requestHeaders.getRawHeaders(b"upgrade", []),
-        )
-        if offer and canSwitch(request):
-            candidates = self.registry.candidates(offer)
-            if candidates:
+        headers = request.requestHeaders
+        upgrade = headers.getRawHeaders(b"upgrade")
+        if upgrade is not None:
+            candidates = self.registry.offered(
+                request.clientproto, headers.getRawHeaders(b"connection"), upgrade
+            )
+            if candidates and canSwitch(request):
                 body = requestBody(request, self.maxBodySize)
                 if body is not None:
                     return self._tryFrom(request, candidates, 0, body)
@@ -134,9 +141,30 @@ class UpgradeResource(Resource):
         """
         while index < len(candidates):
             offered, registration = candidates[index]
+            target = registration.target
+            if type(target) is ProtocolFactoryTarget:
+                # A plain factory decides on the method alone: no
+                # UpgradeRequest is made unless its protocol asks for one.
+                try:
+                    protocol = target.protocolFor(
+                        request.method, request.getClientAddress()
+                    )
+                except Exception:
+                    return self._serverError(
+                        request, Failure(), _snapshot(request, offered, body)
+                    )
+                if protocol is not None:
+                    self._switch(request, registration, offered, body, protocol)
+                    return NOT_DONE_YET
+                if self.logDecisions:
+                    self._outcome(
+                        LogLevel.debug, "declined", _snapshot(request, offered, body)
+                    )
+                index += 1
+                continue
             upgradeRequest = _snapshot(request, offered, body)
             try:
-                decision = registration.target.upgradeRequested(upgradeRequest)
+                decision = target.upgradeRequested(upgradeRequest)
             except Exception:
                 return self._serverError(request, Failure(), upgradeRequest)
             if isinstance(decision, Deferred):
@@ -149,6 +177,30 @@ class UpgradeResource(Resource):
                 return rendered
             index += 1
         return self._renderFallback(request)
+
+    def _switch(
+        self,
+        request: Request,
+        registration: Registration,
+        offered: ProtocolToken,
+        body: bytes,
+        protocol: IProtocol,
+    ) -> None:
+        """
+        Switch to a plain factory's C{protocol}.
+        """
+        upgradeRequest = None
+        if self.logDecisions or IUpgradeAware.providedBy(protocol):
+            upgradeRequest = _snapshot(request, offered, body)
+        switchProtocol(
+            request,
+            protocol,
+            upgrade=registration.upgradeValue(offered),
+            headers=(),
+            upgradeRequest=upgradeRequest,
+        )
+        if self.logDecisions and upgradeRequest is not None:
+            self._outcome(LogLevel.debug, "accepted", upgradeRequest)
 
     def _whenDecided(
         self,
@@ -198,7 +250,7 @@ class UpgradeResource(Resource):
                 request,
                 decision.protocol,
                 upgrade=upgrade,
-                headers=list(decision.headers),
+                headers=decision.headers,
                 upgradeRequest=upgradeRequest,
                 afterConnect=decision.afterConnect,
             )
