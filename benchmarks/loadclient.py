@@ -12,7 +12,9 @@ Modes (one cycle each):
     C{HTTP/1.1 101} naming C{Upgrade: echo}, with nothing after it), send 16
     bytes, read the same 16 bytes back, close;
   - C{upgrade-early}: the same, but the 16 bytes go in the same C{send} as
-    the request; the 101 head and the echo may arrive together.
+    the request; the 101 head and the echo may arrive together;
+  - C{switch}, C{switch-early}: C{upgrade} and C{upgrade-early} against
+    C{/switch}, the switch without negotiation (a reference point).
 
 rawload.py's forked epoll workers play them; a cycle slower than C{timeout}
 is an error here (rawload counts it apart, as a timeout: see
@@ -36,7 +38,7 @@ from rawload import LoadResult, Script, Step, runLoad
 
 __all__ = ["MODES", "PAYLOAD", "requestBytes", "script", "timeoutsAsErrors"]
 
-MODES = ("get", "upgrade", "upgrade-early")
+MODES = ("get", "upgrade", "upgrade-early", "switch", "switch-early")
 PAYLOAD = b"0123456789ABCDEF"
 assert len(PAYLOAD) == 16
 BODY = b"ok"
@@ -50,8 +52,14 @@ def requestBytes(mode: str, host: str, port: int) -> bytes:
     hostLine = b"Host: %s:%d\r\n" % (host.encode("ascii"), port)
     if mode == "get":
         return b"GET /plain HTTP/1.1\r\n" + hostLine + b"\r\n"
+    path = b"/echo"
+    if mode.startswith("switch"):
+        path = b"/switch"
+        mode = "upgrade" + mode[len("switch") :]
     request = (
-        b"GET /echo HTTP/1.1\r\n"
+        b"GET "
+        + path
+        + b" HTTP/1.1\r\n"
         + hostLine
         + b"Connection: Upgrade\r\nUpgrade: echo\r\n\r\n"
     )
@@ -94,7 +102,7 @@ def script(mode: str, port: int, host: str = "127.0.0.1") -> Script:
     request = requestBytes(mode, host, port)
     if mode == "get":
         return Script([Step(request, head=checkOK, expect=BODY)])
-    if mode == "upgrade":
+    if mode in ("upgrade", "switch"):
         # expect=b"": any byte after the 101 head is an error.
         return Script([Step(request, head=checkSwitch), Step(PAYLOAD, expect=PAYLOAD)])
     return Script([Step(request, head=checkSwitch, expect=PAYLOAD)])

@@ -13,9 +13,14 @@ to spread drift and noise, and prints one table:
     single-threaded server is the bottleneck, as intended;
   - srv us/cycle: server CPU time per completed cycle.
 
+then the ratios to C{get}: the median of the rounds' own ratios (each
+round's modes run within seconds of each other, so a machine that speeds up
+or slows down between rounds moves both sides of a ratio together), with
+the lowest and highest round, and the ratio of the totals.
+
 Usage::
 
-    PYTHONPATH=. python benchmarks/run.py [--duration 5] [--rounds 3]
+    PYTHONPATH=. python benchmarks/run.py [--duration 2] [--rounds 7]
         [--processes 2] [--concurrency 16] [--warmup 1]
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -48,20 +54,23 @@ def printTable(totals: dict[str, Totals]) -> None:
         )
     print()
 
-    def ratio(a: float | None, b: float | None) -> str:
-        return f"{(a or 0.0) / b:.3f}" if b else "n/a"
-
-    get, upgrade, early = totals["get"], totals["upgrade"], totals["upgrade-early"]
-    print(
-        f"upgrade/get           cycles/s {ratio(upgrade.rate, get.rate)}"
-        f"   (server CPU per cycle get/upgrade "
-        f"{ratio(get.cpuPerCycle, upgrade.cpuPerCycle)})"
-    )
-    print(
-        f"upgrade-early/upgrade cycles/s {ratio(early.rate, upgrade.rate)}"
-        f"   (server CPU per cycle upgrade/upgrade-early "
-        f"{ratio(upgrade.cpuPerCycle, early.cpuPerCycle)})"
-    )
+    print(f"{'ratio to get':<22}{'median':>8}{'min..max per round':>22}{'totals':>8}")
+    get = totals["get"]
+    for mode, total in totals.items():
+        if mode == "get":
+            continue
+        perRound = sorted(
+            rate / getRate
+            for rate, getRate in zip(total.rates, get.rates, strict=True)
+            if getRate
+        )
+        if not perRound:
+            continue
+        spread = f"{perRound[0]:.3f}..{perRound[-1]:.3f}"
+        print(
+            f"{mode + '/get':<22}{statistics.median(perRound):>8.3f}{spread:>22}"
+            f"{total.rate / get.rate if get.rate else 0.0:>8.3f}"
+        )
     for mode, total in totals.items():
         for sample in total.errorSamples:
             print(f"error in {mode}: {sample}")
@@ -72,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Upgrade cycles vs plain GET cycles on one Twisted server."
     )
     parser.add_argument(
-        "--duration", type=float, default=5.0, help="seconds per mode per round"
+        "--duration", type=float, default=2.0, help="seconds per mode per round"
     )
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument(
         "--warmup", type=float, default=1.0, help="seconds per mode, not counted"
     )

@@ -3,7 +3,10 @@ Benchmark server: one twisted.web L{Site} on 127.0.0.1 with
 
   - C{/plain}: a leaf resource answering C{b"ok"} (the plain GET cycle);
   - C{/echo}: an L{UpgradeResource} whose registry maps the token C{echo} to
-    a raw echo protocol (the upgrade cycle).
+    a raw echo protocol (the upgrade cycle);
+  - C{/switch}: the switch alone, for reference: every request is answered
+    with a 101 to the echo protocol through the plugin's C{switchProtocol}
+    at once, with no negotiation, registry or checks (do not serve this).
 
 Usage::
 
@@ -22,9 +25,10 @@ import sys
 from serving import parseArguments, serve
 from twisted.internet.protocol import Factory, Protocol
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from upgrade_plugin import UpgradeRegistry, UpgradeResource
+from upgrade_plugin._switch import switchProtocol
 
 
 class Echo(Protocol):
@@ -49,18 +53,35 @@ class Plain(Resource):
         return b"ok"
 
 
+class SwitchOnly(Resource):
+    """
+    Switch every request to L{Echo} without looking at it: what the switch
+    itself costs, with nothing of L{UpgradeResource}'s negotiation.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Request) -> int:
+        switchProtocol(
+            request, Echo(), upgrade=b"echo", headers=(), upgradeRequest=None
+        )
+        return NOT_DONE_YET
+
+
 def makeSite() -> Site:
     registry = UpgradeRegistry()
     registry.register("echo", Factory.forProtocol(Echo))
     root = Resource()
     root.putChild(b"plain", Plain())
     root.putChild(b"echo", UpgradeResource(registry))
+    root.putChild(b"switch", SwitchOnly())
     return Site(root)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parseArguments(
-        "Benchmark server: /plain (GET) and /echo (Upgrade: echo).", argv
+        "Benchmark server: /plain (GET), /echo (Upgrade: echo) and /switch.",
+        argv,
     )
     return serve(makeSite(), args.port, args.cprofile)
 
