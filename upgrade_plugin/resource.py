@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IProtocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.http import Request
@@ -154,7 +153,18 @@ class UpgradeResource(Resource):
                         request, Failure(), _snapshot(request, offered, body)
                     )
                 if protocol is not None:
-                    self._switch(request, registration, offered, body, protocol)
+                    upgradeRequest = None
+                    if self.logDecisions or IUpgradeAware.providedBy(protocol):
+                        upgradeRequest = _snapshot(request, offered, body)
+                    switchProtocol(
+                        request,
+                        protocol,
+                        upgrade=registration.upgradeValue(offered),
+                        headers=(),
+                        upgradeRequest=upgradeRequest,
+                    )
+                    if self.logDecisions and upgradeRequest is not None:
+                        self._outcome(LogLevel.debug, "accepted", upgradeRequest)
                     return NOT_DONE_YET
                 if self.logDecisions:
                     self._outcome(
@@ -177,30 +187,6 @@ class UpgradeResource(Resource):
                 return rendered
             index += 1
         return self._renderFallback(request)
-
-    def _switch(
-        self,
-        request: Request,
-        registration: Registration,
-        offered: ProtocolToken,
-        body: bytes,
-        protocol: IProtocol,
-    ) -> None:
-        """
-        Switch to a plain factory's C{protocol}.
-        """
-        upgradeRequest = None
-        if self.logDecisions or IUpgradeAware.providedBy(protocol):
-            upgradeRequest = _snapshot(request, offered, body)
-        switchProtocol(
-            request,
-            protocol,
-            upgrade=registration.upgradeValue(offered),
-            headers=(),
-            upgradeRequest=upgradeRequest,
-        )
-        if self.logDecisions and upgradeRequest is not None:
-            self._outcome(LogLevel.debug, "accepted", upgradeRequest)
 
     def _whenDecided(
         self,
