@@ -85,7 +85,7 @@ class Registration:
 
 
 _Candidates = tuple[tuple[ProtocolToken, Registration], ...]
-_FieldValues = tuple[bytes, tuple[bytes, ...], tuple[bytes, ...]]
+_FieldValues = tuple[bytes, bytes | tuple[bytes, ...], bytes | tuple[bytes, ...]]
 # Remember offers only while their fields are short and few: they are the
 # client's, and the memory is the server's.
 _CACHED_FIELDS = 256
@@ -224,15 +224,21 @@ class UpgradeRegistry:
         next request that sends the same short fields: clients send the
         same few values again and again.
         """
-        key = (version, tuple(connection or ()), tuple(upgrade))
+        connection = connection or ()
+        # Each field is usually one line: keyed by the line itself, which
+        # never equals a tuple of lines.
+        key = (
+            version,
+            connection[0] if len(connection) == 1 else tuple(connection),
+            upgrade[0] if len(upgrade) == 1 else tuple(upgrade),
+        )
         found = self._offers.get(key)
         if found is None:
-            found = tuple(
-                self.candidates(
-                    upgradeOffer(version=version, connection=key[1], upgrade=key[2])
-                )
+            offer = upgradeOffer(
+                version=version, connection=connection, upgrade=upgrade
             )
-            if sum(map(len, key[1])) + sum(map(len, key[2])) <= _CACHED_FIELDS:
+            found = tuple(self.candidates(offer))
+            if sum(map(len, connection)) + sum(map(len, upgrade)) <= _CACHED_FIELDS:
                 if len(self._offers) >= _CACHED_OFFERS:
                     self._offers.clear()
                 self._offers[key] = found
