@@ -15,7 +15,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
-from twisted.web.resource import Resource
+from twisted.web.resource import EncodingResourceWrapper, Resource
+from twisted.web.server import GzipEncoderFactory
 from zope.interface import implementer
 
 from upgrade_plugin import (
@@ -416,6 +417,33 @@ class SwitchTests(Base):
         gc.collect()
         self.assertIsNone(channel())
         self.assertIsNone(request())
+
+    def test_behindGzipEncoding(self) -> None:
+        """
+        Behind twisted.web's C{EncodingResourceWrapper}, with a client that
+        accepts gzip, nothing follows the 101 but the new protocol's bytes:
+        the encoder's trailer (an empty gzip stream) is not written, and the
+        101 has no C{Content-Encoding}.
+        """
+        self.serve()
+        wrapped = EncodingResourceWrapper(self.resource, [GzipEncoderFactory()])
+        self.site, _ = memorySite(wrapped)
+        self.site.logFile = self.accessLog
+        self.protocol, self.transport = connect(self.site)
+        self.send(
+            rawRequest(
+                headers=[
+                    (b"Host", b"x"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Upgrade", b"foo/2"),
+                    (b"Accept-Encoding", b"gzip"),
+                ]
+            )
+            + b"early"
+        )
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        self.assertEqual(self.upgraded.data, b"early")
+        self.assertIn('" 101 -', self.accessLog.lines[0])
 
     def test_transportCallsNewProtocol(self) -> None:
         """

@@ -12,8 +12,8 @@ from typing import Any
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.resource import EncodingResourceWrapper, Resource
+from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory
 
 import twisted
 from upgrade_plugin._switch import SUPPORTED_TWISTED
@@ -160,6 +160,26 @@ class InternalsTests(SynchronousTestCase):
         self.assertEqual(self.channel.requests, [])
         self.assertTrue(self.channel.line_mode)
         self.assertFalse(self.channel._handlingRequest)
+
+    def test_encoderWritesOnFinish(self) -> None:
+        """
+        Behind C{EncodingResourceWrapper}, C{twisted.web.server.Request}
+        keeps the encoder in C{_encoder}, and C{finish()} writes what the
+        encoder flushes even when C{startedWriting} is set: the switch
+        clears C{_encoder} first.
+        """
+        wrapped = EncodingResourceWrapper(self.resource, [GzipEncoderFactory()])
+        self.site, _ = memorySite(wrapped, path=b"hold")
+        self.wrapper, self.transport = connect(self.site)
+        self.wrapper.dataReceived(
+            b"GET /hold HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"
+        )
+        [request] = self.resource.requests
+        self.assertIsNotNone(request._encoder)
+        request.startedWriting = True
+        request.chunked = False
+        request.finish()
+        self.assertTrue(self.transport.value().startswith(b"\x1f\x8b"))
 
     def test_firstLineFlag(self) -> None:
         """

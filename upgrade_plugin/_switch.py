@@ -15,8 +15,9 @@ This is the ONLY module that touches twisted.web internals. It relies on:
     transport or C{wrappedProtocol} of a protocol wrapper (TLS, HAProxy),
     which is pointed at the new protocol;
   - C{Request.startedWriting}, C{chunked}, C{code}, C{code_message},
-    C{_disconnected}, so that C{Request.finish()} logs the 101 and fires
-    C{notifyFinish()} without writing anything;
+    C{_disconnected}, and C{twisted.web.server.Request._encoder}, so that
+    C{Request.finish()} logs the 101 and fires C{notifyFinish()} without
+    writing anything;
   - C{twisted.web.server.Request._handleStar}, where twisted.web answers
     C{OPTIONS *} without traversing resources;
   - for h2c, C{twisted.web._http2.H2Connection}: its C{conn} (the h2 state
@@ -240,6 +241,10 @@ def _finishRequest(request: Request, upgrade: bytes) -> None:
     request.code_message = b"Switching Protocols"
     request.startedWriting = True
     request.chunked = False
+    # Behind EncodingResourceWrapper, finish() would write the encoder's
+    # trailer (a 20-byte empty gzip stream) after the 101, into the new
+    # protocol's stream.
+    request._encoder = None  # type: ignore[attr-defined]
     request.finish()
 
 
