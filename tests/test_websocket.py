@@ -309,6 +309,78 @@ class SubprotocolTests(Base):
         self.assertEqual((response.code, response.body), (401, b"who?\n"))
 
 
+class MaxConnectionsTests(Base):
+    """
+    The factory's C{maxConnections}: beyond it a handshake gets 503, and a
+    handshake still waiting on an asynchronous C{onConnect} holds a place.
+    """
+
+    TOO_MANY = (503, b"too many WebSocket connections\n")
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.factory.maxConnections = 1
+
+    def handshakeOnNewConnection(self) -> Any:
+        protocol, transport = connect(self.site)
+        protocol.dataReceived(handshake())
+        return transport
+
+    def answerOf(self, transport: Any) -> tuple[int, bytes]:
+        [response], _ = parseResponses(transport.value())
+        return response.code, response.body
+
+    def test_beyondLimit(self) -> None:
+        self.serve()
+        self.send(handshake())
+        self.assertEqual(self.transport.value(), SWITCHED)
+        other = self.handshakeOnNewConnection()
+        self.assertEqual(self.answerOf(other), self.TOO_MANY)
+
+    def test_pendingHandshakeHoldsPlace(self) -> None:
+        """
+        Two handshakes arrive while the first waits on C{onConnect}: the
+        second is refused at once, not let through to exceed the limit
+        when both are accepted.
+        """
+        waiting: list[Deferred[Any]] = []
+
+        def choose(request: Any) -> Deferred[Any]:
+            waiting.append(Deferred())
+            return waiting[-1]
+
+        self.factory.choose = choose
+        self.serve()
+        self.send(handshake())
+        self.assertEqual(self.transport.value(), b"")
+        second = self.handshakeOnNewConnection()
+        self.assertEqual(self.answerOf(second), self.TOO_MANY)
+        self.assertEqual(len(waiting), 1)
+        waiting[0].callback(None)
+        self.assertEqual(self.transport.value(), SWITCHED)
+        third = self.handshakeOnNewConnection()
+        self.assertEqual(self.answerOf(third), self.TOO_MANY)
+
+    def test_deniedHandshakeFreesPlace(self) -> None:
+        from autobahn.websocket.types import ConnectionDeny
+
+        waiting: list[Deferred[Any]] = []
+
+        def choose(request: Any) -> Deferred[Any] | None:
+            if waiting:
+                return None
+            waiting.append(Deferred())
+            return waiting[-1]
+
+        self.factory.choose = choose
+        self.serve()
+        self.send(handshake())
+        waiting[0].errback(ConnectionDeny(403, "no"))
+        self.assertEqual(self.answerOf(self.transport), (403, b"no\n"))
+        other = self.handshakeOnNewConnection()
+        self.assertEqual(other.value(), SWITCHED)
+
+
 class DeflateTests(Base):
     """
     RFC 7692 §5, §7: invalid, unknown or unsupported offers are declined,

@@ -26,6 +26,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from weakref import WeakKeyDictionary
 
 import txaio
 from autobahn.util import wildcards2patterns
@@ -61,6 +62,9 @@ from ._wshandshake import (
 __all__ = ["WebSocketUpgrade"]
 
 _log = Logger()
+
+# Handshakes waiting on an asynchronous onConnect, by factory.
+_pending: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
 
 
 def _reject(error: HandshakeError) -> Reject:
@@ -133,7 +137,8 @@ class WebSocketUpgrade:
             return _reject(error)
 
         factory = self.factory
-        if 0 < factory.maxConnections <= factory.countConnections:
+        pending = _pending.get(factory, 0)
+        if 0 < factory.maxConnections <= factory.countConnections + pending:
             return _reject(HandshakeError(503, "too many WebSocket connections"))
 
         protocol = factory.buildProtocol(request.peer)
@@ -147,9 +152,21 @@ class WebSocketUpgrade:
         except ConnectionDeny as deny:
             return _deny(deny)
         if isinstance(chosen, Deferred) or inspect.isawaitable(chosen):
-            return ensureDeferred(chosen).addCallbacks(  # type: ignore[arg-type]
-                lambda result: self._accept(protocol, handshake, result),
-                _denyFailure,
+            # autobahn counts a connection only once it is made: until then
+            # this handshake holds a place under maxConnections.
+            _pending[factory] = pending + 1
+
+            def decided(result: Any) -> Any:
+                _pending[factory] -= 1
+                return result
+
+            return (
+                ensureDeferred(chosen)  # type: ignore[arg-type]
+                .addBoth(decided)
+                .addCallbacks(
+                    lambda result: self._accept(protocol, handshake, result),
+                    _denyFailure,
+                )
             )
         return self._accept(protocol, handshake, chosen)
 
