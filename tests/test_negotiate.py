@@ -333,6 +333,11 @@ class OfferedTests(SynchronousTestCase):
         long = b"a, " + b"x" * 300
         self.assertEqual(self.offered(long), ["a"])
         self.assertEqual(self.registry._offers, {})
+        manyLines = self.registry.offered(
+            b"HTTP/1.1", [b"upgrade"], [b""] * 500 + [b"a"]
+        )
+        self.assertEqual([str(offered) for offered, _ in manyLines], ["a"])
+        self.assertEqual(self.registry._offers, {})
         for index in range(2000):
             self.assertEqual(self.offered(b"a, x%d" % (index,)), ["a"])
             self.assertLessEqual(len(self.registry._offers), 256)

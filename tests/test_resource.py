@@ -418,6 +418,33 @@ class SwitchTests(Base):
         self.assertIsNone(channel())
         self.assertIsNone(request())
 
+    def test_clientVersionsEchoed(self) -> None:
+        """
+        A token registered without a version echoes each client's version
+        in the 101, however many different ones clients send (the plugin's
+        store of ready-made 101 heads stays small).
+        """
+        from upgrade_plugin import _switch
+
+        self.registry.register("bar", self.factory)
+        self.serve()
+        for version in range(100):
+            protocol, transport = connect(self.site)
+            offer = b"bar/%d" % (version,)
+            protocol.dataReceived(
+                rawRequest(
+                    headers=[
+                        (b"Host", b"x"),
+                        (b"Connection", b"Upgrade"),
+                        (b"Upgrade", offer),
+                    ]
+                )
+            )
+            self.assertEqual(
+                transport.value(), SWITCHED_FOO.replace(b"foo/2", offer), version
+            )
+            self.assertLessEqual(len(_switch._HEADS), 32)
+
     def test_behindGzipEncoding(self) -> None:
         """
         Behind twisted.web's C{EncodingResourceWrapper}, with a client that

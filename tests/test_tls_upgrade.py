@@ -1414,3 +1414,79 @@ class HAProxyEndpointTests(TestCase):
         self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
         self.assertTrue(answer.endswith(b"isSecure=True"), answer)
+
+
+def _tlsThenFoo(port: int, proxied: bool) -> tuple[bytes, bytes]:
+    """
+    Offer C{TLS/1.2, foo/2} on C{GET /up}; the 101's head, and the answer
+    read inside TLS up to the end of its body.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        if proxied:
+            sock.sendall(b"PROXY TCP4 1.2.3.4 127.0.0.1 5555 80\r\n")
+        sock.sendall(
+            b"GET /up HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+            b"Upgrade: TLS/1.2, foo/2\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        secured = context.wrap_socket(sock, server_hostname="localhost")
+        answer = b""
+        while not answer.endswith(b"\n") or b"\r\n\r\n" not in answer:
+            chunk = secured.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return head, answer
+
+
+class OneSwitchPerRequestTests(TestCase):
+    """
+    A request that was upgraded to TLS for the whole connection
+    (RFC 2817 §3.3) and is then answered inside TLS by an
+    L{UpgradeResource} that also serves one of its offers is not switched a
+    second time: one 101, then that resource's answer without an upgrade
+    (here 426), with the connection's TLS intact, plain or behind the
+    C{haproxy:} wrapper.
+    """
+
+    @inlineCallbacks
+    def exchange(self, proxied: bool) -> Any:
+        from twisted.internet.endpoints import serverFromString
+        from twisted.internet.protocol import Factory, Protocol
+
+        registry = UpgradeRegistry()
+        registry.register("foo/2", Factory.forProtocol(Protocol))
+        root = Resource()
+        root.putChild(b"up", UpgradeResource(registry))
+        tls = UpgradeRegistry()
+        tls.register("TLS", TLSUpgrade(serverOptions()))
+        site = UpgradeSite(root, tls)
+        site.logFile = _NoLog()
+        prefix = "haproxy:" if proxied else ""
+        endpoint = serverFromString(reactor, prefix + "tcp:0:interface=127.0.0.1")
+        port = yield endpoint.listen(site)
+        self.addCleanup(port.stopListening)
+        head, answer = yield deferToThread(_tlsThenFoo, port.getHost().port, proxied)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
+        self.assertIn(b"\r\nUpgrade: TLS/1.2, HTTP/1.1\r\n", head)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 426 Upgrade Required\r\n"), answer)
+        self.assertTrue(answer.endswith(b"use one of these protocols: foo/2\n"), answer)
+
+    def test_plain(self) -> Any:
+        return self.exchange(False)
+
+    def test_behindHAProxy(self) -> Any:
+        return self.exchange(True)
+
+
+class _NoLog:
+    def write(self, data: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -89,6 +89,7 @@ _FieldValues = tuple[bytes, bytes | tuple[bytes, ...], bytes | tuple[bytes, ...]
 # Remember offers only while their fields are short and few: they are the
 # client's, and the memory is the server's.
 _CACHED_FIELDS = 256
+_CACHED_LINES = 8
 _CACHED_OFFERS = 256
 
 
@@ -238,7 +239,10 @@ class UpgradeRegistry:
                 version=version, connection=connection, upgrade=upgrade
             )
             found = tuple(self.candidates(offer))
-            if sum(map(len, connection)) + sum(map(len, upgrade)) <= _CACHED_FIELDS:
+            if (
+                len(connection) + len(upgrade) <= _CACHED_LINES
+                and sum(map(len, connection)) + sum(map(len, upgrade)) <= _CACHED_FIELDS
+            ):
                 if len(self._offers) >= _CACHED_OFFERS:
                     self._offers.clear()
                 self._offers[key] = found

@@ -97,6 +97,9 @@ def canSwitch(request: Request) -> bool:
         and not getattr(request, "_inFakeHead", False)
         and not request.startedWriting
         and not request.finished
+        # One switch per request: after an RFC 2817 TLS upgrade the request
+        # is answered inside TLS, not switched again.
+        and getattr(request, "upgradedTo", None) is None
         and len(channel.requests) == 1
         and channel.requests[0] is request
     )
@@ -171,7 +174,11 @@ def writeSwitchingProtocols(
         lines.extend(name + b": " + value for name, value in headers)
         lines.append(b"\r\n")
         head = b"\r\n".join(lines)
-        if not headers and len(_HEADS) < 64:
+        if not headers and len(upgrade) <= 64:
+            # Upgrade values can carry the client's version (a token
+            # registered without one): new values push the old ones out.
+            if len(_HEADS) >= 32:
+                _HEADS.clear()
             _HEADS[upgrade] = head
     transport.write(head)
 
