@@ -223,7 +223,9 @@ class UpgradeRegistry:
         L{candidates} for a request's HTTP-version and C{Connection} and
         C{Upgrade} field lines (see L{upgradeOffer}), remembered for the
         next request that sends the same short fields: clients send the
-        same few values again and again.
+        same few values again and again. The memory is cleared whenever
+        the registry changes; a subclass whose L{candidates} answers
+        differently over time should override this too.
         """
         connection = connection or ()
         # Each field is usually one line: keyed by the line itself, which
