@@ -136,37 +136,35 @@ class InternalsTests(SynchronousTestCase):
         self.wrapper.dataReceived(b"x" * (self.channel._optimisticEagerReadSize + 1))
         self.assertEqual(self.transport.producerState, "paused")
 
-    def test_finishWithoutWriting(self) -> None:
+    def test_finishBookkeeping(self) -> None:
         """
-        With C{startedWriting} set and C{chunked} clear, C{finish()} writes
-        nothing, logs the code, fires C{notifyFinish} and hands the channel
-        C{requestDone}, which resumes line mode and the timeout.
+        What C{Request.finish()} does besides writing, which the switch does
+        itself: C{notifyFinish()} Deferreds wait in C{notifications}, the
+        body is C{content}, the channel lists the request in C{requests},
+        and the site's C{log(request)} writes the access-log line with the
+        request's C{code}.
         """
         log = ListLog()
         self.site.logFile = log
         self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
         [request] = self.resource.requests
         self.assertIsInstance(request, Request)
-        finished: list[object] = []
-        request.notifyFinish().addCallback(finished.append)
+        finished = request.notifyFinish()
+        self.assertEqual(request.notifications, [finished])
+        self.assertEqual(request.content.read(), b"")
+        self.assertEqual(self.channel.requests, [request])
+        self.assertIs(self.channel.factory, self.site)
         request.code = 101
-        request.code_message = b"Switching Protocols"
-        request.startedWriting = True
-        request.chunked = False
-        request.finish()
-        self.assertEqual(self.transport.value(), b"")
-        self.assertEqual(finished, [None])
+        self.site.log(request)
         self.assertIn('" 101 -', log.lines[0])
-        self.assertEqual(self.channel.requests, [])
-        self.assertTrue(self.channel.line_mode)
-        self.assertFalse(self.channel._handlingRequest)
+        self.assertFalse(request.finished)
 
     def test_encoderWritesOnFinish(self) -> None:
         """
         Behind C{EncodingResourceWrapper}, C{twisted.web.server.Request}
         keeps the encoder in C{_encoder}, and C{finish()} writes what the
-        encoder flushes even when C{startedWriting} is set: the switch
-        clears C{_encoder} first.
+        encoder flushes even when C{startedWriting} is set: one reason the
+        switch does its own bookkeeping rather than call C{finish()}.
         """
         wrapped = EncodingResourceWrapper(self.resource, [GzipEncoderFactory()])
         self.site, _ = memorySite(wrapped, path=b"hold")

@@ -7,17 +7,18 @@ This is the ONLY module that touches twisted.web internals. It relies on:
     handled) and C{LineReceiver._buffer} (the unparsed rest of the segment
     the request arrived in): together, every byte the client sent after the
     request;
-  - C{HTTPChannel._networkProducer}, C{setTimeout}, C{persistent},
+  - C{HTTPChannel._networkProducer}, C{setTimeout},
     C{_abortingCall}: the channel's producer registration and timers;
   - C{_GenericHTTPChannelProtocol._channel}, documented there as replaceable
     "if a HTTP protocol upgrade takes place", the same route Twisted takes
     for ALPN h2; and the link to that wrapper, C{protocol} of a TCP
     transport or C{wrappedProtocol} of a protocol wrapper (TLS, HAProxy),
     which is pointed at the new protocol;
-  - C{Request.startedWriting}, C{chunked}, C{code}, C{code_message},
-    C{_disconnected}, and C{twisted.web.server.Request._encoder}, so that
-    C{Request.finish()} logs the 101 and fires C{notifyFinish()} without
-    writing anything;
+  - C{Request.startedWriting}, C{finished}, C{code}, C{code_message},
+    C{content}, C{notifications} (the Deferreds of C{notifyFinish()}),
+    C{_disconnected}, C{HTTPChannel.requests} and C{factory.log(request)},
+    to finish a switched request as C{Request.finish()} would, without
+    writing anything or serving the next request;
   - C{twisted.web.server.Request._handleStar}, where twisted.web answers
     C{OPTIONS *} without traversing resources;
   - for h2c, C{twisted.web._http2.H2Connection}: its C{conn} (the h2 state
@@ -187,10 +188,6 @@ def writeSwitchingProtocols(
 _HEADS: dict[bytes, bytes] = {}
 
 
-def _channelOf(wrapper: _GenericHTTPChannelProtocol) -> Any:
-    return wrapper._channel
-
-
 def _wrapperLink(channel: HTTPChannel) -> tuple[Any, str, Any] | None:
     """
     Find the L{_GenericHTTPChannelProtocol} that the transport delivers to
@@ -201,7 +198,10 @@ def _wrapperLink(channel: HTTPChannel) -> tuple[Any, str, Any] | None:
     transport = channel.transport
     # The usual case first: a TCP transport delivers to the wrapper itself.
     wrapper = getattr(transport, "protocol", None)
-    if type(wrapper) is _GenericHTTPChannelProtocol and _channelOf(wrapper) is channel:
+    if (
+        type(wrapper) is _GenericHTTPChannelProtocol
+        and getattr(wrapper, "_channel", None) is channel
+    ):
         return transport, "protocol", wrapper
     pending: list[object] = [transport]
     seen: set[int] = set()
@@ -215,7 +215,7 @@ def _wrapperLink(channel: HTTPChannel) -> tuple[Any, str, Any] | None:
             if candidate is None:
                 continue
             if isinstance(candidate, _GenericHTTPChannelProtocol):
-                if _channelOf(candidate) is channel:
+                if getattr(candidate, "_channel", None) is channel:
                     return holder, name, candidate
             else:
                 pending.append(candidate)
@@ -237,22 +237,30 @@ def _takeUnparsedBytes(channel: HTTPChannel) -> bytes:
 
 def _finishRequest(request: Request, upgrade: bytes) -> None:
     """
-    Finish C{request} as a 101 for twisted.web's bookkeeping: one access-log
-    line, C{notifyFinish()} fires, the channel drops it. Nothing is written:
-    the 101 head went out raw.
+    Finish C{request} as a 101 for twisted.web's bookkeeping, as
+    C{Request.finish()} does but without writing anything (the 101 head went
+    out raw) and without handing the channel the next request: one
+    access-log line, the request marked finished and dropped by the channel,
+    its body closed, C{notifyFinish()} fired.
     """
-    # requestDone() would re-arm the idle timeout that _detach() removes.
-    request.channel._savedTimeOut = None
     request.upgradedTo = upgrade  # type: ignore[attr-defined]
     request.code = 101
     request.code_message = b"Switching Protocols"
-    request.startedWriting = True
-    request.chunked = False
-    # Behind EncodingResourceWrapper, finish() would write the encoder's
-    # trailer (a 20-byte empty gzip stream) after the 101, into the new
-    # protocol's stream.
-    request._encoder = None  # type: ignore[attr-defined]
-    request.finish()
+    channel: Any = request.channel
+    factory = getattr(channel, "factory", None)
+    if factory is not None:
+        factory.log(request)
+    request.finished = 1
+    channel.requests = []
+    del request.channel
+    content = request.content
+    if content is not None:
+        content.close()
+        del request.content
+    notifications = request.notifications
+    request.notifications = []
+    for notification in notifications:
+        notification.callback(None)
 
 
 def _detach(channel: Any) -> None:
@@ -297,10 +305,6 @@ def switchProtocol(
 
     writeSwitchingProtocols(transport, upgrade, headers)
 
-    # Keep requestDone() from closing the connection for a request that
-    # twisted.web judged non-persistent ("Connection: upgrade, close"):
-    # after a 101 the connection belongs to the new protocol.
-    channel.persistent = True
     _finishRequest(request, upgrade)
     _detach(channel)
 
