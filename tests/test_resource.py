@@ -472,6 +472,74 @@ class SwitchTests(Base):
         self.assertEqual(self.upgraded.data, b"early")
         self.assertIn('" 101 -', self.accessLog.lines[0])
 
+    def gzipSite(self, requestFactory: Any = None) -> list[Any]:
+        """
+        Serve the resource behind C{EncodingResourceWrapper} (gzip), with
+        C{requestFactory}; the requests made, as weak references.
+        """
+        self.serve()
+        wrapped = EncodingResourceWrapper(self.resource, [GzipEncoderFactory()])
+        self.site, _ = memorySite(wrapped)
+        made: list[Any] = []
+        base = requestFactory or self.site.requestFactory
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            request = base(*args, **kwargs)
+            made.append(weakref.ref(request))
+            return request
+
+        self.site.requestFactory = recording  # type: ignore[assignment]
+        self.site.logFile = self.accessLog
+        self.protocol, self.transport = connect(self.site)
+        return made
+
+    def gzipOffer(self) -> bytes:
+        return rawRequest(
+            headers=[
+                (b"Host", b"x"),
+                (b"Connection", b"Upgrade"),
+                (b"Upgrade", b"foo/2"),
+                (b"Accept-Encoding", b"gzip"),
+            ]
+        )
+
+    def test_freedWithoutCycleCollector(self) -> None:
+        """
+        Once switched, the request is freed at once, even behind gzip
+        encoding, whose encoder and the request refer to each other (the
+        encoder holds a zlib stream): nothing waits for the cycle collector.
+        """
+        made = self.gzipSite()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        self.send(self.gzipOffer())
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        self.assertEqual([ref() for ref in made], [None])
+
+    def test_requestFactoryFinishHook(self) -> None:
+        """
+        A request factory whose C{finish()} does more (metrics, tracing, an
+        access log of its own) has it called once for a switched request,
+        with the 101, and it writes nothing after the 101.
+        """
+        from twisted.web.server import Request as ServerRequest
+
+        finished: list[int] = []
+
+        class Hooked(ServerRequest):
+            def finish(self) -> Any:
+                finished.append(self.code)
+                return super().finish()
+
+        self.gzipSite(Hooked)
+        self.send(self.gzipOffer() + b"early")
+        self.assertEqual(finished, [101])
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        self.assertEqual(self.upgraded.data, b"early")
+        self.assertIn('" 101 -', self.accessLog.lines[0])
+        self.send(b" late")
+        self.assertEqual(self.upgraded.data, b"early late")
+
     def test_transportCallsNewProtocol(self) -> None:
         """
         After the switch the transport calls the new protocol itself, not

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 from twisted.web.resource import EncodingResourceWrapper, Resource
 from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory
+from zope.interface import implementer
 
 import twisted
 from upgrade_plugin._switch import SUPPORTED_TWISTED
@@ -158,6 +160,87 @@ class InternalsTests(SynchronousTestCase):
         self.site.log(request)
         self.assertIn('" 101 -', log.lines[0])
         self.assertFalse(request.finished)
+
+    def test_requestProducerUnregistered(self) -> None:
+        """
+        A producer still registered on a switched request is unregistered,
+        as C{Request.finish()} would: the channel lets go of it.
+        """
+        from upgrade_plugin._switch import switchProtocol
+
+        self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        [request] = self.resource.requests
+
+        @implementer(IPushProducer)
+        class Producer:
+            def pauseProducing(self) -> None:
+                pass
+
+            def resumeProducing(self) -> None:
+                pass
+
+            def stopProducing(self) -> None:
+                pass
+
+        request.registerProducer(Producer(), True)
+        switchProtocol(
+            request, Protocol(), upgrade=b"foo", headers=(), upgradeRequest=None
+        )
+        self.assertIsNone(request.producer)
+        self.assertIsNone(self.channel._requestProducer)
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 101 "))
+
+    def test_finishDuties(self) -> None:
+        """
+        The names C{Request.finish()}, C{Request._cleanup()} and
+        C{twisted.web.server.Request.finish()} use: the switch does their
+        bookkeeping itself for the stock classes, so a release that gives
+        them a new duty fails here, by name.
+        """
+        from twisted.web.server import Request as ServerRequest
+
+        self.assertEqual(
+            sorted(Request.finish.__code__.co_names),
+            [
+                "RuntimeError",
+                "_cleanup",
+                "_disconnected",
+                "channel",
+                "chunked",
+                "factory",
+                "finished",
+                "hasattr",
+                "log",
+                "queued",
+                "startedWriting",
+                "warn",
+                "warnings",
+                "write",
+            ],
+        )
+        self.assertEqual(
+            sorted(Request._cleanup.__code__.co_names),
+            [
+                "Failure",
+                "OSError",
+                "RuntimeError",
+                "_log",
+                "callback",
+                "channel",
+                "close",
+                "content",
+                "failure",
+                "notifications",
+                "producer",
+                "requestDone",
+                "unregisterProducer",
+                "uri",
+            ],
+        )
+        self.assertEqual(
+            sorted(ServerRequest.finish.__code__.co_names),
+            ["_HTTPRequest", "_encoder", "finish", "write"],
+        )
 
     def test_encoderWritesOnFinish(self) -> None:
         """

@@ -32,6 +32,7 @@ pins each of these.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from io import BytesIO
 from typing import Any
 
@@ -246,21 +247,45 @@ def _finishRequest(request: Request, upgrade: bytes) -> None:
     request.upgradedTo = upgrade  # type: ignore[attr-defined]
     request.code = 101
     request.code_message = b"Switching Protocols"
+    # Behind EncodingResourceWrapper the encoder and the request refer to
+    # each other, and the encoder holds a live zlib stream: drop it, so the
+    # request is freed at once (and a later finish() writes nothing).
+    request._encoder = None  # type: ignore[attr-defined]
     channel: Any = request.channel
+    cls = type(request)
+    if cls.finish not in _STOCK_FINISH or cls._cleanup is not Request._cleanup:
+        # A request factory that hooks finish() (metrics, tracing, its own
+        # access log) gets it called. With startedWriting set and chunked
+        # clear it writes nothing; the channel's requestDone() must then
+        # neither re-arm the idle timeout nor close a "Connection: upgrade,
+        # close" connection, which now belongs to the new protocol.
+        channel._savedTimeOut = None
+        channel.persistent = True
+        request.startedWriting = True
+        request.chunked = False
+        request.finish()
+        return
     factory = getattr(channel, "factory", None)
     if factory is not None:
         factory.log(request)
     request.finished = 1
+    if request.producer is not None:
+        # What Request._cleanup does (it also logs an error).
+        request.unregisterProducer()
     channel.requests = []
     del request.channel
     content = request.content
     if content is not None:
-        content.close()
+        # As Request._cleanup: a temporary file may fail to close (win32).
+        with suppress(OSError):
+            content.close()
         del request.content
-    notifications = request.notifications
-    request.notifications = []
-    for notification in notifications:
+    for notification in request.notifications:
         notification.callback(None)
+    request.notifications = []
+
+
+_STOCK_FINISH = (ServerRequest.finish, Request.finish)
 
 
 def _detach(channel: Any) -> None:
