@@ -186,6 +186,24 @@ def rawRequest(
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+def offer(
+    upgrade: bytes = b"foo/2",
+    connection: bytes | None = b"Upgrade",
+    *extra: tuple[bytes, bytes],
+    **request: Any,
+) -> bytes:
+    """
+    A request (see L{rawRequest}) with C{Host: x}, C{connection} as its
+    Connection (none if L{None}), C{upgrade} as its Upgrade, then C{extra}.
+    """
+    headers = [(b"Host", b"x")]
+    if connection is not None:
+        headers.append((b"Connection", connection))
+    headers.append((b"Upgrade", upgrade))
+    headers.extend(extra)
+    return rawRequest(headers=headers, **request)
+
+
 SWITCHED_FOO = (
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo/2\r\nConnection: Upgrade\r\n\r\n"
 )

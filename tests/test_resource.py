@@ -39,6 +39,7 @@ from .helpers import (
     RecorderFactory,
     connect,
     memorySite,
+    offer,
     parseResponses,
     rawRequest,
 )
@@ -136,15 +137,7 @@ class SwitchTests(Base):
         spelling.
         """
         self.serve()
-        self.send(
-            rawRequest(
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"UPGRADE"),
-                    (b"Upgrade", b"FOO/2"),
-                ]
-            )
-        )
+        self.send(offer(b"FOO/2", b"UPGRADE"))
         self.assertEqual(self.transport.value(), SWITCHED_FOO)
 
     def test_headerVariants(self) -> None:
@@ -279,15 +272,12 @@ class SwitchTests(Base):
         """
         self.serve()
         self.send(
-            rawRequest(
+            offer(
+                b"foo/2",
+                b"Upgrade",
+                (b"Content-Length", b"5"),
+                (b"Expect", b"100-continue"),
                 method=b"POST",
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"Upgrade"),
-                    (b"Upgrade", b"foo/2"),
-                    (b"Content-Length", b"5"),
-                    (b"Expect", b"100-continue"),
-                ],
             )
         )
         self.assertEqual(self.transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -305,14 +295,11 @@ class SwitchTests(Base):
     def test_chunkedBody(self) -> None:
         self.serve()
         self.send(
-            rawRequest(
+            offer(
+                b"foo/2",
+                b"Upgrade",
+                (b"Transfer-Encoding", b"chunked"),
                 method=b"POST",
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"Upgrade"),
-                    (b"Upgrade", b"foo/2"),
-                    (b"Transfer-Encoding", b"chunked"),
-                ],
                 body=b"5\r\nhello\r\n0\r\n\r\nNEW",
             )
         )
@@ -430,18 +417,10 @@ class SwitchTests(Base):
         self.serve()
         for version in range(100):
             protocol, transport = connect(self.site)
-            offer = b"bar/%d" % (version,)
-            protocol.dataReceived(
-                rawRequest(
-                    headers=[
-                        (b"Host", b"x"),
-                        (b"Connection", b"Upgrade"),
-                        (b"Upgrade", offer),
-                    ]
-                )
-            )
+            token = b"bar/%d" % (version,)
+            protocol.dataReceived(offer(token))
             self.assertEqual(
-                transport.value(), SWITCHED_FOO.replace(b"foo/2", offer), version
+                transport.value(), SWITCHED_FOO.replace(b"foo/2", token), version
             )
             self.assertLessEqual(len(_switch._HEADS), 32)
 
@@ -457,17 +436,7 @@ class SwitchTests(Base):
         self.site, _ = memorySite(wrapped)
         self.site.logFile = self.accessLog
         self.protocol, self.transport = connect(self.site)
-        self.send(
-            rawRequest(
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"Upgrade"),
-                    (b"Upgrade", b"foo/2"),
-                    (b"Accept-Encoding", b"gzip"),
-                ]
-            )
-            + b"early"
-        )
+        self.send(offer(b"foo/2", b"Upgrade", (b"Accept-Encoding", b"gzip")) + b"early")
         self.assertEqual(self.transport.value(), SWITCHED_FOO)
         self.assertEqual(self.upgraded.data, b"early")
         self.assertIn('" 101 -', self.accessLog.lines[0])
@@ -494,14 +463,7 @@ class SwitchTests(Base):
         return made
 
     def gzipOffer(self) -> bytes:
-        return rawRequest(
-            headers=[
-                (b"Host", b"x"),
-                (b"Connection", b"Upgrade"),
-                (b"Upgrade", b"foo/2"),
-                (b"Accept-Encoding", b"gzip"),
-            ]
-        )
+        return offer(b"foo/2", b"Upgrade", (b"Accept-Encoding", b"gzip"))
 
     def test_freedWithoutCycleCollector(self) -> None:
         """
@@ -596,15 +558,7 @@ class SwitchTests(Base):
         after the 101 the connection belongs to the new protocol.
         """
         self.serve()
-        self.send(
-            rawRequest(
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"upgrade, close"),
-                    (b"Upgrade", b"foo/2"),
-                ]
-            )
-        )
+        self.send(offer(b"foo/2", b"upgrade, close"))
         self.assertEqual(self.transport.value(), SWITCHED_FOO)
         self.assertFalse(self.transport.disconnecting)
 
@@ -615,16 +569,7 @@ class SwitchTests(Base):
         bar = Scripted(lambda r: Decline())
         self.registry.register("bar", bar)
         self.serve()
-        self.send(
-            rawRequest(
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"Upgrade"),
-                    (b"Upgrade", b"bar, foo/2"),
-                ]
-            )
-            + b"x"
-        )
+        self.send(offer(b"bar, foo/2", b"Upgrade") + b"x")
         self.assertEqual(len(bar.requests), 1)
         self.assertEqual(self.transport.value(), SWITCHED_FOO)
         self.assertEqual(self.upgraded.data, b"x")
@@ -641,17 +586,6 @@ class SwitchTests(Base):
         self.assertEqual((response.code, response.body), (200, b"hello /up"))
 
 
-def _offer(upgrade: bytes, connection: bytes | None = b"Upgrade") -> bytes:
-    """
-    A GET to /up offering C{upgrade}, with C{connection} as its Connection.
-    """
-    headers = [(b"Host", b"x")]
-    if connection is not None:
-        headers.append((b"Connection", connection))
-    headers.append((b"Upgrade", upgrade))
-    return rawRequest(headers=headers)
-
-
 class BadInputTests(Base):
     """
     Each bad offer gets the fallback's normal answer, or a 426 without one,
@@ -660,12 +594,12 @@ class BadInputTests(Base):
 
     offers: ClassVar[list[tuple[str, bytes]]] = [
         ("HTTP/1.0 (S9)", rawRequest(version=b"HTTP/1.0")),
-        ("no Connection (S15)", _offer(b"foo/2", connection=None)),
-        ("Connection without upgrade", _offer(b"foo/2", connection=b"keep-alive")),
-        ("unregistered (S3)", _offer(b"bar")),
-        ("version mismatch", _offer(b"foo/3")),
-        ("empty Upgrade (G1)", _offer(b"")),
-        ("garbage members (G2)", _offer(b'foo/1/2, "foo/2", /3, foo/, "')),
+        ("no Connection (S15)", offer(b"foo/2", connection=None)),
+        ("Connection without upgrade", offer(b"foo/2", connection=b"keep-alive")),
+        ("unregistered (S3)", offer(b"bar")),
+        ("version mismatch", offer(b"foo/3")),
+        ("empty Upgrade (G1)", offer(b"")),
+        ("garbage members (G2)", offer(b'foo/1/2, "foo/2", /3, foo/, "')),
     ]
 
     def test_fallback(self) -> None:
@@ -1016,14 +950,11 @@ class BodyLimitTests(Base):
 
     def post(self, size: int) -> None:
         self.send(
-            rawRequest(
+            offer(
+                b"foo/2",
+                b"Upgrade",
+                (b"Content-Length", b"%d" % (size,)),
                 method=b"POST",
-                headers=[
-                    (b"Host", b"x"),
-                    (b"Connection", b"Upgrade"),
-                    (b"Upgrade", b"foo/2"),
-                    (b"Content-Length", b"%d" % (size,)),
-                ],
                 body=b"x" * size,
             )
         )

@@ -1356,17 +1356,26 @@ class IpptoolTests(TLSUpgradeTestCase):
     test_ipptoolUpgrade.skip = skipWithout("ipptool")  # type: ignore[attr-defined]
 
 
-def _proxiedUpgrade(port: int) -> tuple[bytes, bytes]:
+def _upgradeToTLS(
+    port: int,
+    path: bytes,
+    offer: bytes,
+    *,
+    proxied: bool,
+    answered: Callable[[bytes], bool],
+) -> tuple[bytes, bytes]:
     """
-    Through a PROXY protocol header (as HAProxy's send-proxy sends it),
-    upgrade GET /admin to TLS; the 101's status line and the answer
-    inside TLS.
+    Offer C{offer} on C{GET path} (behind a PROXY protocol header, as
+    HAProxy's send-proxy sends it, if C{proxied}), start TLS after the 101,
+    and read inside TLS until C{answered(what was read)}: the 101's head
+    and that answer.
     """
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"PROXY TCP4 1.2.3.4 127.0.0.1 5555 80\r\n")
+        if proxied:
+            sock.sendall(b"PROXY TCP4 1.2.3.4 127.0.0.1 5555 80\r\n")
         sock.sendall(
-            b"GET /admin HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
-            b"Upgrade: TLS/1.2\r\n\r\n"
+            b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n"
+            b"Connection: Upgrade\r\nUpgrade: " + offer + b"\r\n\r\n"
         )
         head = b""
         while b"\r\n\r\n" not in head:
@@ -1376,12 +1385,27 @@ def _proxiedUpgrade(port: int) -> tuple[bytes, bytes]:
         context.verify_mode = ssl.CERT_NONE
         secured = context.wrap_socket(sock, server_hostname="localhost")
         answer = b""
-        while b"isSecure=" not in answer and b"426" not in answer:
+        while not answered(answer):
             chunk = secured.recv(4096)
             if not chunk:
                 break
             answer += chunk
-        return head.split(b"\r\n")[0], answer
+        return head, answer
+
+
+def _proxiedUpgrade(port: int) -> tuple[bytes, bytes]:
+    """
+    Behind a PROXY protocol header, upgrade GET /admin to TLS; the 101's
+    status line and the answer inside TLS.
+    """
+    head, answer = _upgradeToTLS(
+        port,
+        b"/admin",
+        b"TLS/1.2",
+        proxied=True,
+        answered=lambda answer: b"isSecure=" in answer or b"426" in answer,
+    )
+    return head.split(b"\r\n")[0], answer
 
 
 class HAProxyEndpointTests(TestCase):
@@ -1421,27 +1445,13 @@ def _tlsThenFoo(port: int, proxied: bool) -> tuple[bytes, bytes]:
     Offer C{TLS/1.2, foo/2} on C{GET /up}; the 101's head, and the answer
     read inside TLS up to the end of its body.
     """
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        if proxied:
-            sock.sendall(b"PROXY TCP4 1.2.3.4 127.0.0.1 5555 80\r\n")
-        sock.sendall(
-            b"GET /up HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
-            b"Upgrade: TLS/1.2, foo/2\r\n\r\n"
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(1)
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        secured = context.wrap_socket(sock, server_hostname="localhost")
-        answer = b""
-        while not answer.endswith(b"\n") or b"\r\n\r\n" not in answer:
-            chunk = secured.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
-        return head, answer
+    return _upgradeToTLS(
+        port,
+        b"/up",
+        b"TLS/1.2, foo/2",
+        proxied=proxied,
+        answered=lambda answer: answer.endswith(b"\n") and b"\r\n\r\n" in answer,
+    )
 
 
 class OneSwitchPerRequestTests(TestCase):
