@@ -176,7 +176,7 @@ class UpgradeRegistry:
         The registered tokens in descending preference, as they go in an
         C{Upgrade} field.
         """
-        return [r.token.toBytes() for r in self._registrations.values()]
+        return [r._value for r in self._registrations.values()]
 
     def lookup(self, offered: ProtocolToken) -> Registration | None:
         """

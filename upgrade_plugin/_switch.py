@@ -195,32 +195,44 @@ def _wrapperLink(channel: HTTPChannel) -> tuple[Any, str, Any] | None:
     and that forwards to C{channel}, and the link to it: the object that
     calls it and the attribute it is kept in (C{protocol} of a TCP
     transport, C{wrappedProtocol} of TLS or another protocol wrapper).
+    Each wrapper delivers to one protocol, so this follows a chain. A
+    wrapper's own link is looked at first: Twisted's protocol wrappers
+    answer any other attribute from their transport.
     """
-    transport = channel.transport
-    # The usual case first: a TCP transport delivers to the wrapper itself.
-    wrapper = getattr(transport, "protocol", None)
-    if (
-        type(wrapper) is _GenericHTTPChannelProtocol
-        and getattr(wrapper, "_channel", None) is channel
-    ):
-        return transport, "protocol", wrapper
-    pending: list[object] = [transport]
-    seen: set[int] = set()
-    while pending and len(seen) < _MAX_WRAPPER_DEPTH:
-        holder = pending.pop()
-        if holder is None or id(holder) in seen:
-            continue
-        seen.add(id(holder))
-        for name in ("protocol", "wrappedProtocol"):
-            candidate = getattr(holder, name, None)
-            if candidate is None:
-                continue
-            if isinstance(candidate, _GenericHTTPChannelProtocol):
-                if getattr(candidate, "_channel", None) is channel:
-                    return holder, name, candidate
-            else:
-                pending.append(candidate)
+    holder: Any = channel.transport
+    for _ in range(_MAX_WRAPPER_DEPTH):
+        for name in ("wrappedProtocol", "protocol"):
+            delivered = getattr(holder, name, None)
+            if delivered is not None:
+                break
+        else:
+            return None
+        if isinstance(delivered, _GenericHTTPChannelProtocol):
+            if getattr(delivered, "_channel", None) is channel:
+                return holder, name, delivered
+            return None
+        holder = delivered
     return None
+
+
+def _handOver(channel: Any, protocol: IProtocol) -> None:
+    """
+    Make the transport deliver to C{protocol} instead of C{channel}.
+
+    The transport (or the wrapper in front of it) then calls the protocol
+    directly: one call less per read, and it sees whether the protocol
+    provides L{IHalfCloseableProtocol}, which the generic wrapper hides. The
+    wrapper forwards too, for anyone holding it. Through a transport we
+    cannot see through, the channel forwards, as twisted.web.websocket does.
+    """
+    link = _wrapperLink(channel)
+    if link is not None:
+        holder, name, wrapper = link
+        setattr(holder, name, protocol)
+        wrapper._channel = protocol
+    else:
+        channel.dataReceived = protocol.dataReceived
+        channel.connectionLost = protocol.connectionLost
 
 
 def _takeUnparsedBytes(channel: HTTPChannel) -> bytes:
@@ -333,21 +345,7 @@ def switchProtocol(
     _finishRequest(request, upgrade)
     _detach(channel)
 
-    link = _wrapperLink(channel)
-    if link is not None:
-        holder, name, wrapper = link
-        # The transport (or the wrapper in front of it) now calls the new
-        # protocol directly: one call less per read, and it sees whether
-        # the protocol provides IHalfCloseableProtocol, which the generic
-        # wrapper hides. The wrapper forwards too, for anyone holding it.
-        setattr(holder, name, protocol)
-        wrapper._channel = protocol
-    else:
-        # A transport we cannot see through: forward from the channel, as
-        # twisted.web.websocket does.
-        channel.dataReceived = protocol.dataReceived
-        channel.connectionLost = protocol.connectionLost
-        channel.requests = []
+    _handOver(channel, protocol)
 
     try:
         if upgradeRequest is not None and IUpgradeAware.providedBy(protocol):
@@ -374,7 +372,7 @@ def startTLS(
     contextFactory: Any,
     *,
     upgrade: bytes,
-    headers: list[tuple[bytes, bytes]],
+    headers: Sequence[tuple[bytes, bytes]],
 ) -> None:
     """
     Answer C{request} with a 101 and start TLS under its HTTP/1.1 channel
@@ -571,9 +569,6 @@ _REQUEST_START = frozenset(
 )
 
 
-_REQUEST_START_BYTES = frozenset(bytes([b]) for b in _REQUEST_START)
-
-
 class _UpgradeSiteChannel(HTTPChannel):
     """
     The HTTP/1.1 channel of an L{UpgradeSite}:
@@ -584,7 +579,6 @@ class _UpgradeSiteChannel(HTTPChannel):
         HTTP/2.0 request line, is handed to HTTP/2.
     """
 
-    _wrapper: Any = None
     _sniffed: bytes | None = b""
 
     def _atRequestStart(self) -> bool:
@@ -596,7 +590,7 @@ class _UpgradeSiteChannel(HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:
         sniffed = self._sniffed
-        if sniffed is None and data[:1] in _REQUEST_START_BYTES:
+        if sniffed is None and data and data[0] in _REQUEST_START:
             # The common case: the next bytes of a request (or its start).
             HTTPChannel.dataReceived(self, data)
             return
@@ -656,12 +650,10 @@ class _UpgradeSiteChannel(HTTPChannel):
 
     def _switchToHTTP2(self, data: bytes) -> None:
         transport = self.transport
-        wrapper = self._wrapper
-        self._wrapper = None
         _detach(self)
-        site = wrapper._site
+        site: Any = self.site  # type: ignore[attr-defined]
         connection = _configure(_PriorKnowledgeH2Connection(site.reactor), site)
-        wrapper._channel = connection
+        _handOver(self, connection)
         connection.makeConnection(transport)
         connection.dataReceived(data)
 
@@ -670,10 +662,7 @@ def upgradeSiteChannelFactory() -> _GenericHTTPChannelProtocol:
     """
     A C{Site.protocol} for L{UpgradeSite}: see L{_UpgradeSiteChannel}.
     """
-    channel = _UpgradeSiteChannel()
-    wrapper = _GenericHTTPChannelProtocol(channel)
-    channel._wrapper = wrapper
-    return wrapper
+    return _GenericHTTPChannelProtocol(_UpgradeSiteChannel())
 
 
 def asteriskAware(requestFactory: Any, handle: Callable[[Any], bool]) -> Any:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 __all__ = [
     "ProtocolToken",
@@ -120,18 +119,12 @@ def parseUpgrade(values: Sequence[bytes]) -> list[ProtocolToken]:
     The valid protocols offered by all C{Upgrade} lines, in the client's
     order of preference (RFC 9110 §7.8: "listed in descending preference").
     """
-    return list(_parseUpgrade(tuple(values)))
-
-
-@lru_cache(maxsize=512)
-def _parseUpgrade(values: tuple[bytes, ...]) -> tuple[ProtocolToken, ...]:
-    # Clients send the same few values again and again; tokens are frozen.
     protocols = []
     for member in listMembers(values):
         protocol = parseProtocol(member)
         if protocol is not None:
             protocols.append(protocol)
-    return tuple(protocols)
+    return protocols
 
 
 def hasConnectionOption(values: Iterable[bytes], option: bytes) -> bool:

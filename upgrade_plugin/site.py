@@ -124,10 +124,7 @@ class UpgradeSite(Site):
 
     def getResourceFor(self, request: Any) -> Any:
         target = super().getResourceFor(request)
-        if (
-            request.requestHeaders.hasHeader(b"upgrade")
-            and self.upgradeRegistry.tokens()
-        ):
+        if len(self.upgradeRegistry) and request.requestHeaders.hasHeader(b"upgrade"):
             return UpgradeResource(
                 self.upgradeRegistry, target, logDecisions=self.logDecisions
             )
