@@ -146,21 +146,25 @@ class TLSUpgrade:
         accepted (the one most clients can reach; the handshake still picks
         the best both speak), layered under HTTP/1.1.
         """
-        return b"TLS/%s, HTTP/1.1" % (self.versions[-1].encode("ascii"),)
+        return _layered(self.versions[-1])
 
     def upgradeRequested(self, request: UpgradeRequest) -> Decision:
-        if request.secure or not self.versions:
+        if request.secure:
             return Decline()
         offered = request.protocol.version
         if offered is None:
             offered = self.versions[-1]
         elif offered not in self.versions:
             return Decline()
-        return AcceptTLS(
-            contextFactory=self.contextFactory,
-            # RFC 9110 §7.8, RFC 2817 §3.3: layers bottom-up.
-            upgrade=b"TLS/%s, HTTP/1.1" % (offered.encode("ascii"),),
-        )
+        return AcceptTLS(contextFactory=self.contextFactory, upgrade=_layered(offered))
+
+
+def _layered(version: str) -> bytes:
+    """
+    TLS C{version} under HTTP/1.1, layers bottom-up (RFC 9110 §7.8,
+    RFC 2817 §3.3).
+    """
+    return b"TLS/%s, HTTP/1.1" % (version.encode("ascii"),)
 
 
 class _SecureOnly(Resource):
