@@ -235,20 +235,26 @@ class Options(usage.Options):
                 )
 
 
+def _existing(parent: Any, segment: bytes) -> Any:
+    """
+    The child C{segment} of C{parent} if there is one: put there, or a file
+    or directory of a L{File}.
+    """
+    child = getattr(parent, "children", {}).get(segment)
+    if child is None and isinstance(parent, File):
+        found = parent.getChild(segment, None)
+        child = None if getattr(found, "code", None) == 404 else found
+    return child
+
+
 def _child(parent: Any, segment: bytes) -> Any:
     """
     The static child C{segment} of C{parent}, creating an empty one.
     """
-    children = getattr(parent, "children", {})
-    child = children.get(segment)
+    child = _existing(parent, segment)
     if child is None:
-        if isinstance(parent, File):
-            child = parent.getChild(segment, None)
-            if getattr(child, "code", None) == 404:
-                child = None
-        if child is None:
-            child = Resource()
-        parent.putChild(segment, child)
+        child = Resource()
+    parent.putChild(segment, child)
     return child
 
 
@@ -259,11 +265,7 @@ def _mount(root: Any, path: list[bytes], make: Any) -> None:
     parent = root
     for segment in path[:-1]:
         parent = _child(parent, segment)
-    existing = getattr(parent, "children", {}).get(path[-1])
-    if existing is None and isinstance(parent, File):
-        found = parent.getChild(path[-1], None)
-        existing = None if getattr(found, "code", None) == 404 else found
-    parent.putChild(path[-1], make(existing))
+    parent.putChild(path[-1], make(_existing(parent, path[-1])))
 
 
 def makeService(config: Options) -> service.MultiService:
