@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -137,6 +137,22 @@ class ListLog:
         self.lines.extend(data.splitlines())
 
     def close(self) -> None:
+        pass
+
+
+@implementer(IPushProducer)
+class IdleProducer:
+    """
+    A streaming producer that never produces.
+    """
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
         pass
 
 

@@ -10,7 +10,6 @@ import weakref
 from typing import Any, ClassVar
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -34,6 +33,7 @@ from .helpers import (
     PEER,
     SWITCHED_FOO,
     Hello,
+    IdleProducer,
     ListLog,
     Recorder,
     RecorderFactory,
@@ -336,18 +336,7 @@ class SwitchTests(Base):
         self.send(rawRequest())
         self.assertIsNone(self.transport.producer)
 
-        @implementer(IPushProducer)
-        class Producer:
-            def pauseProducing(self) -> None:
-                pass
-
-            def resumeProducing(self) -> None:
-                pass
-
-            def stopProducing(self) -> None:
-                pass
-
-        self.upgraded.transport.registerProducer(Producer(), True)  # type: ignore[union-attr]
+        self.upgraded.transport.registerProducer(IdleProducer(), True)  # type: ignore[union-attr]
 
     def test_transportResumed(self) -> None:
         """

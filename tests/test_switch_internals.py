@@ -9,18 +9,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 from twisted.web.resource import EncodingResourceWrapper, Resource
 from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory
-from zope.interface import implementer
 
 import twisted
 from upgrade_plugin._switch import SUPPORTED_TWISTED
 
-from .helpers import ListLog, connect, memorySite
+from .helpers import IdleProducer, ListLog, connect, memorySite
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -171,18 +169,7 @@ class InternalsTests(SynchronousTestCase):
         self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
         [request] = self.resource.requests
 
-        @implementer(IPushProducer)
-        class Producer:
-            def pauseProducing(self) -> None:
-                pass
-
-            def resumeProducing(self) -> None:
-                pass
-
-            def stopProducing(self) -> None:
-                pass
-
-        request.registerProducer(Producer(), True)
+        request.registerProducer(IdleProducer(), True)
         switchProtocol(
             request, Protocol(), upgrade=b"foo", headers=(), upgradeRequest=None
         )
