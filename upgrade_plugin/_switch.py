@@ -195,21 +195,20 @@ def _wrapperLink(channel: HTTPChannel) -> tuple[Any, str, Any] | None:
     and that forwards to C{channel}, and the link to it: the object that
     calls it and the attribute it is kept in (C{protocol} of a TCP
     transport, C{wrappedProtocol} of TLS or another protocol wrapper).
-    Each wrapper delivers to one protocol, so this follows a chain. A
-    wrapper's own link is looked at first: Twisted's protocol wrappers
-    answer any other attribute from their transport.
+    Each wrapper delivers to one protocol, so this follows a chain. Only
+    the objects' own attributes count: Twisted's protocol wrappers answer
+    any other attribute from their transport.
     """
     holder: Any = channel.transport
     for _ in range(_MAX_WRAPPER_DEPTH):
-        for name in ("wrappedProtocol", "protocol"):
-            delivered = getattr(holder, name, None)
-            if delivered is not None:
-                break
-        else:
-            return None
+        attributes = getattr(holder, "__dict__", {})
+        name = "wrappedProtocol" if "wrappedProtocol" in attributes else "protocol"
+        delivered = attributes.get(name)
         if isinstance(delivered, _GenericHTTPChannelProtocol):
             if getattr(delivered, "_channel", None) is channel:
                 return holder, name, delivered
+            return None
+        if delivered is None:
             return None
         holder = delivered
     return None
