@@ -270,6 +270,17 @@ class BlockingClient:
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
         return head + b"\r\n\r\n"
 
+    def switchToTLS(self, expected: bytes) -> bytes:
+        """
+        Read the 101's head, which must be C{expected}, then complete the
+        TLS handshake; the head.
+        """
+        head = self.readHead()
+        if head != expected:
+            raise FailTest(f"{head!r} != {expected!r}")
+        self.startTLS()
+        return head
+
     def readResponse(self, *, head: bool = False) -> Answer:
         """
         Read one whole response (RFC 9112 §6.3 framing).
@@ -519,9 +530,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
         def exchange() -> tuple[bytes, Answer, Answer, str | None]:
             with BlockingClient(port) as client:
                 client.send(cupsOptions(port))
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
+                head = client.switchToTLS(SWITCHED_12)
                 options = client.readResponse()
                 client.send(get(b"/report?after=1"))
                 second = client.readResponse()
@@ -587,9 +596,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
                         (b"Upgrade", b"TLS/1.3"),
                     )
                 )
-                head = client.readHead()
-                self.assertEqual(head, switched(b"1.3"))
-                client.startTLS()
+                head = client.switchToTLS(switched(b"1.3"))
                 return head, client.readResponse(), client.tlsVersion
 
         head, answer, version = yield self.inThread(exchange)
@@ -621,9 +628,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
                         ],
                     )
                 )
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
+                head = client.switchToTLS(SWITCHED_12)
                 return head, client.readResponse()
 
         head, answer = yield self.inThread(exchange)
@@ -644,9 +649,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
         def exchange() -> tuple[bytes, Answer, Answer]:
             with BlockingClient(port) as client:
                 client.send(get(b"/report?get", *CUPS_OFFER))
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
+                head = client.switchToTLS(SWITCHED_12)
                 first = client.readResponse()
                 client.send(get(b"/report?again", *CUPS_OFFER))
                 return head, first, client.readResponse()
@@ -686,9 +689,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
                 continued = client.readHead()
                 self.assertEqual(continued, CONTINUE)
                 client.send(b"hello")
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
+                head = client.switchToTLS(SWITCHED_12)
                 return continued, head, client.readResponse()
 
         continued, head, answer = yield self.inThread(exchange)
@@ -713,9 +714,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
             with BlockingClient(port) as client:
                 hello = client.clientHello()
                 client.send(get(b"/report?early", *CUPS_OFFER) + hello)
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
+                head = client.switchToTLS(SWITCHED_12)
                 return head, client.readResponse()
 
         head, answer = yield self.inThread(exchange)
@@ -734,9 +733,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
         def exchange() -> tuple[bytes, Answer]:
             with BlockingClient(port) as client:
                 client.send(cupsOptions(port) + client.clientHello())
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
+                head = client.switchToTLS(SWITCHED_12)
                 return head, client.readResponse()
 
         head, answer = yield self.inThread(exchange)
@@ -864,9 +861,7 @@ class ResourceLevelTests(TLSUpgradeTestCase):
         def exchange() -> tuple[bytes, Answer, Answer]:
             with BlockingClient(port) as client:
                 client.send(get(b"/tls", *CUPS_OFFER))
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
+                head = client.switchToTLS(SWITCHED_12)
                 first = client.readResponse()
                 client.send(get(b"/report?later"))
                 return head, first, client.readResponse()
@@ -908,9 +903,7 @@ class ResourceLevelTests(TLSUpgradeTestCase):
         def exchange() -> tuple[bytes, Answer]:
             with BlockingClient(port) as client:
                 client.send(get(b"/secret?offered", *CUPS_OFFER))
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
+                head = client.switchToTLS(SWITCHED_12)
                 return head, client.readResponse()
 
         head, answer = yield self.inThread(exchange)
@@ -1083,9 +1076,7 @@ class ContextFromFilesTests(TLSUpgradeTestCase):
         def exchange() -> tuple[bytes, Answer]:
             with BlockingClient(port) as client:
                 client.send(cupsOptions(port))
-                head = client.readHead()
-                self.assertEqual(head, SWITCHED_12)
-                client.startTLS()
+                head = client.switchToTLS(SWITCHED_12)
                 return head, client.readResponse()
 
         result = yield self.inThread(exchange)
@@ -1263,9 +1254,7 @@ class ContextVersionTests(TLSUpgradeTestCase):
                         (b"Upgrade", b"TLS/1.3"),
                     )
                 )
-                head = client.readHead()
-                self.assertEqual(head, switched(b"1.3"))
-                client.startTLS()
+                head = client.switchToTLS(switched(b"1.3"))
                 return required, declined, head, client.readResponse()
 
         required, declined, head, answer = yield self.inThread(exchange)
