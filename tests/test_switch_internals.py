@@ -131,6 +131,18 @@ class InternalsTests(SynchronousTestCase):
         self.assertIsNone(self.channel._abortingCall)
         self.assertIsNotNone(self.channel.setTimeout(None))
 
+    def test_noIdleTimeoutWhileHandling(self) -> None:
+        """
+        While a request is handled the channel's idle timeout is off
+        (C{allContentReceived} saves it and sets C{timeOut} to L{None}), so
+        the switch leaves the timer alone then.
+        """
+        self.assertIsNotNone(self.channel.timeOut)
+        self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(len(self.resource.requests), 1)
+        self.assertIsNone(self.channel.timeOut)
+        self.assertIsNone(self.channel._TimeoutMixin__timeoutCall)
+
     def test_pausesPast16KiB(self) -> None:
         self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
         self.wrapper.dataReceived(b"x" * (self.channel._optimisticEagerReadSize + 1))

@@ -8,7 +8,8 @@ This is the ONLY module that touches twisted.web internals. It relies on:
     the request arrived in): together, every byte the client sent after the
     request;
   - C{HTTPChannel._networkProducer}, C{setTimeout},
-    C{_abortingCall}: the channel's producer registration and timers;
+    C{_abortingCall}: the channel's producer registration and timers (the
+    idle timeout is off, C{timeOut} L{None}, while a request is handled);
   - C{_GenericHTTPChannelProtocol._channel}, documented there as replaceable
     "if a HTTP protocol upgrade takes place", the same route Twisted takes
     for ALPN h2; and the link to that wrapper, C{protocol} of a TCP
@@ -32,7 +33,6 @@ pins each of these.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from io import BytesIO
 from typing import Any
 
@@ -189,31 +189,6 @@ def writeSwitchingProtocols(
 _HEADS: dict[bytes, bytes] = {}
 
 
-def _wrapperLink(channel: HTTPChannel) -> tuple[Any, str, Any] | None:
-    """
-    Find the L{_GenericHTTPChannelProtocol} that the transport delivers to
-    and that forwards to C{channel}, and the link to it: the object that
-    calls it and the attribute it is kept in (C{protocol} of a TCP
-    transport, C{wrappedProtocol} of TLS or another protocol wrapper).
-    Each wrapper delivers to one protocol, so this follows a chain. Only
-    the objects' own attributes count: Twisted's protocol wrappers answer
-    any other attribute from their transport.
-    """
-    holder: Any = channel.transport
-    for _ in range(_MAX_WRAPPER_DEPTH):
-        attributes = getattr(holder, "__dict__", {})
-        name = "wrappedProtocol" if "wrappedProtocol" in attributes else "protocol"
-        delivered = attributes.get(name)
-        if isinstance(delivered, _GenericHTTPChannelProtocol):
-            if getattr(delivered, "_channel", None) is channel:
-                return holder, name, delivered
-            return None
-        if delivered is None:
-            return None
-        holder = delivered
-    return None
-
-
 def _handOver(channel: Any, protocol: IProtocol) -> None:
     """
     Make the transport deliver to C{protocol} instead of C{channel}.
@@ -224,14 +199,30 @@ def _handOver(channel: Any, protocol: IProtocol) -> None:
     wrapper forwards too, for anyone holding it. Through a transport we
     cannot see through, the channel forwards, as twisted.web.websocket does.
     """
-    link = _wrapperLink(channel)
-    if link is not None:
-        holder, name, wrapper = link
-        setattr(holder, name, protocol)
-        wrapper._channel = protocol
-    else:
-        channel.dataReceived = protocol.dataReceived
-        channel.connectionLost = protocol.connectionLost
+    # Find the _GenericHTTPChannelProtocol that the transport delivers to and
+    # that forwards to the channel, and the link to it: the object that calls
+    # it and the attribute it is kept in (protocol of a TCP transport,
+    # wrappedProtocol of TLS or another protocol wrapper). Each wrapper
+    # delivers to one protocol, so this follows a chain. Only the objects'
+    # own attributes count: Twisted's protocol wrappers answer any other
+    # attribute from their transport.
+    holder: Any = channel.transport
+    for _ in range(_MAX_WRAPPER_DEPTH):
+        attributes = getattr(holder, "__dict__", {})
+        name = "wrappedProtocol" if "wrappedProtocol" in attributes else "protocol"
+        delivered = attributes.get(name)
+        if isinstance(delivered, _GenericHTTPChannelProtocol):
+            wrapper: Any = delivered
+            if wrapper._channel is channel:
+                setattr(holder, name, protocol)
+                wrapper._channel = protocol
+                return
+            break
+        if delivered is None:
+            break
+        holder = delivered
+    channel.dataReceived = protocol.dataReceived
+    channel.connectionLost = protocol.connectionLost
 
 
 def _takeUnparsedBytes(channel: HTTPChannel) -> bytes:
@@ -288,8 +279,11 @@ def _finishRequest(request: Request, upgrade: bytes) -> None:
     content = request.content
     if content is not None:
         # As Request._cleanup: a temporary file may fail to close (win32).
-        with suppress(OSError):
+        # Not contextlib.suppress: three Python calls on every switch.
+        try:  # noqa: SIM105
             content.close()
+        except OSError:
+            pass
         del request.content
     for notification in request.notifications:
         notification.callback(None)
@@ -305,7 +299,9 @@ def _detach(channel: Any) -> None:
     transport reading again (twisted.web pauses it past 16 KiB of pipelined
     bytes).
     """
-    channel.setTimeout(None)
+    if channel.timeOut is not None:
+        # Already None while a request is handled (allContentReceived).
+        channel.setTimeout(None)
     aborting = channel._abortingCall
     if aborting is not None and aborting.active():
         aborting.cancel()
