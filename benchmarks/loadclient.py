@@ -14,7 +14,11 @@ Modes (one cycle each):
   - C{upgrade-early}: the same, but the 16 bytes go in the same C{send} as
     the request; the 101 head and the echo may arrive together;
   - C{switch}, C{switch-early}: C{upgrade} and C{upgrade-early} against
-    C{/switch}, the switch without negotiation (a reference point).
+    C{/switch}, the switch without negotiation (a reference point);
+  - C{echo}, C{echo-twice}: against server.py's plain Twisted echo port (no
+    HTTP): connect, send 16 bytes, read them back, close; C{echo-twice}
+    sends and reads twice. Their difference is what one more round trip
+    costs Twisted, which is what C{upgrade} does more than C{upgrade-early}.
 
 rawload.py's forked epoll workers play them; a cycle slower than C{timeout}
 is an error here (rawload counts it apart, as a timeout: see
@@ -36,9 +40,26 @@ from dataclasses import replace
 
 from rawload import LoadResult, Script, Step, runLoad
 
-__all__ = ["MODES", "PAYLOAD", "requestBytes", "script", "timeoutsAsErrors"]
+__all__ = [
+    "ECHO_MODES",
+    "MODES",
+    "PAYLOAD",
+    "requestBytes",
+    "script",
+    "timeoutsAsErrors",
+]
 
-MODES = ("get", "upgrade", "upgrade-early", "switch", "switch-early")
+MODES = (
+    "get",
+    "upgrade",
+    "upgrade-early",
+    "switch",
+    "switch-early",
+    "echo",
+    "echo-twice",
+)
+# The modes played against server.py's ECHO_PORT rather than its PORT.
+ECHO_MODES = ("echo", "echo-twice")
 PAYLOAD = b"0123456789ABCDEF"
 assert len(PAYLOAD) == 16
 BODY = b"ok"
@@ -99,6 +120,13 @@ def checkSwitch(head: bytes) -> str | None:
 
 
 def script(mode: str, port: int, host: str = "127.0.0.1") -> Script:
+    """
+    The cycle of C{mode}; C{port} is server.py's C{PORT}, or its
+    C{ECHO_PORT} for L{ECHO_MODES}.
+    """
+    if mode in ECHO_MODES:
+        exchange = Step(PAYLOAD, expect=PAYLOAD)
+        return Script([exchange] * (2 if mode == "echo-twice" else 1))
     request = requestBytes(mode, host, port)
     if mode == "get":
         return Script([Step(request, head=checkOK, expect=BODY)])

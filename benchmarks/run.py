@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadclient import MODES, script, timeoutsAsErrors
+from loadclient import ECHO_MODES, MODES, script, timeoutsAsErrors
 from procs import ServerProcess
 from rawload import LoadResult, Totals, runLoad
 
@@ -57,7 +57,8 @@ def printTable(totals: dict[str, Totals]) -> None:
     print(f"{'ratio to get':<22}{'median':>8}{'min..max per round':>22}{'totals':>8}")
     get = totals["get"]
     for mode, total in totals.items():
-        if mode == "get":
+        if mode == "get" or mode in ECHO_MODES:
+            # Another server (no HTTP): compared in printRoundTrip.
             continue
         perRound = sorted(
             rate / getRate
@@ -71,9 +72,28 @@ def printTable(totals: dict[str, Totals]) -> None:
             f"{mode + '/get':<22}{statistics.median(perRound):>8.3f}{spread:>22}"
             f"{total.rate / get.rate if get.rate else 0.0:>8.3f}"
         )
+    printRoundTrip(totals)
     for mode, total in totals.items():
         for sample in total.errorSamples:
             print(f"error in {mode}: {sample}")
+
+
+def printRoundTrip(totals: dict[str, Totals]) -> None:
+    """
+    What C{upgrade} pays over C{upgrade-early} (the client waits for the 101
+    before it sends: one more read and write on the server) beside what one
+    more round trip costs a plain Twisted echo server, in server CPU per
+    cycle.
+    """
+    perCycle = {mode: total.cpuPerCycle for mode, total in totals.items()}
+    pairs = [("upgrade", "upgrade-early"), ("switch", "switch-early")]
+    pairs.append(("echo-twice", "echo"))
+    print()
+    print("one more round trip, srv us/cycle")
+    for more, fewer in pairs:
+        a, b = perCycle.get(more), perCycle.get(fewer)
+        if a is not None and b is not None:
+            print(f"  {more + ' - ' + fewer:<28}{a - b:>8.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
+        echoPort = int(server.banner["ECHO_PORT"])
+
         def load(mode: str, duration: float, measure: bool) -> LoadResult:
+            port = echoPort if mode in ECHO_MODES else server.port
             result = runLoad(
-                script(mode, server.port),
-                server.port,
+                script(mode, port),
+                port,
                 duration=duration,
                 processes=args.processes,
                 concurrency=args.concurrency,

@@ -6,23 +6,29 @@ Benchmark server: one twisted.web L{Site} on 127.0.0.1 with
     a raw echo protocol (the upgrade cycle);
   - C{/switch}: the switch alone, for reference: every request is answered
     with a 101 to the echo protocol through the plugin's C{switchProtocol}
-    at once, with no negotiation, registry or checks (do not serve this).
+    at once, with no negotiation, registry or checks (do not serve this);
+
+and, on a second port, the same echo protocol listening directly (no HTTP):
+what one round trip costs Twisted itself, for reference.
 
 Usage::
 
     PYTHONPATH=. python benchmarks/server.py [PORT] [--cprofile FILE]
 
-Prints C{REACTOR name} and C{PORT n} on stdout once listening, and runs
-until killed (SIGTERM/SIGINT stop the reactor cleanly, which is when
-C{--cprofile} writes its stats): see serving.py. No access log file and no
+Prints C{ECHO_PORT n}, C{REACTOR name} and C{PORT n} on stdout once
+listening, and runs until killed (SIGTERM/SIGINT stop the reactor cleanly,
+which is when C{--cprofile} writes its stats): see serving.py. No access log file and no
 log observers.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any, cast
 
-from serving import parseArguments, serve
+from serving import HOST, parseArguments, serve
+from twisted.internet import reactor
+from twisted.internet.interfaces import IReactorTCP
 from twisted.internet.protocol import Factory, Protocol
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -83,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         "Benchmark server: /plain (GET), /echo (Upgrade: echo) and /switch.",
         argv,
     )
+    tcp = cast(IReactorTCP, reactor)
+    echoFactory: Any = Factory.forProtocol(Echo)
+    echo: Any = tcp.listenTCP(0, echoFactory, interface=HOST)
+    print(f"ECHO_PORT {echo.getHost().port}", flush=True)
     return serve(makeSite(), args.port, args.cprofile)
 
 
