@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+import zlib
 from typing import Any, ClassVar
 
 from twisted.internet.defer import Deferred
@@ -27,6 +28,7 @@ from upgrade_plugin import (
     UpgradeRegistry,
     UpgradeRequest,
     UpgradeResource,
+    UpgradeSite,
 )
 
 from .helpers import (
@@ -811,6 +813,69 @@ class TraversalTests(Base):
         self.assertTrue(self.resource.isLeaf)
         self.send(rawRequest(path=b"/up/anything"))
         self.assertEqual(self.transport.value(), SWITCHED_FOO)
+
+
+class Big(Resource):
+    """
+    A body worth compressing.
+    """
+
+    isLeaf = True
+    BODY = b"compress me " * 100
+
+    def render_GET(self, request: Any) -> bytes:
+        return self.BODY
+
+
+class EncodingTests(Base):
+    """
+    A fallback behind twisted.web's C{EncodingResourceWrapper} (gzip)
+    answers encoded, as it does when traversal ends at it: whether the
+    request offered nothing, offered what is not registered, or reached it
+    through an L{UpgradeSite}.
+    """
+
+    def wrapped(self) -> Resource:
+        return EncodingResourceWrapper(Big(), [GzipEncoderFactory()])
+
+    def assertGzipped(self, transport: StringTransport) -> None:
+        [response], rest = parseResponses(transport.value())
+        self.assertEqual(rest, b"")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.header(b"content-encoding"), [b"gzip"])
+        self.assertEqual(zlib.decompress(response.body, 16 + zlib.MAX_WBITS), Big.BODY)
+
+    def test_fallbackEncoded(self) -> None:
+        self.serve(self.wrapped())
+        self.send(rawRequest(headers=[(b"Host", b"x"), (b"Accept-Encoding", b"gzip")]))
+        self.assertGzipped(self.transport)
+
+    def test_unregisteredOfferEncoded(self) -> None:
+        self.serve(self.wrapped(), advertise=True)
+        self.send(offer(b"bar/1", b"Upgrade", (b"Accept-Encoding", b"gzip")))
+        self.assertGzipped(self.transport)
+
+    def test_upgradeSiteEncoded(self) -> None:
+        """
+        On an L{UpgradeSite} with a registry, a request that offers a
+        protocol the site does not serve (C{curl --http2} offers h2c) still
+        gets the traversed resource's encoded answer.
+        """
+        root = Resource()
+        root.putChild(b"big", self.wrapped())
+        site = UpgradeSite(root, self.registry)
+        site.logFile = ListLog()
+        protocol, transport = connect(site)
+        protocol.dataReceived(
+            offer(
+                b"h2c",
+                b"Upgrade, HTTP2-Settings",
+                (b"HTTP2-Settings", b"AAMAAABkAAQAoAAAAAIAAAAA"),
+                (b"Accept-Encoding", b"gzip"),
+                path=b"/big",
+            )
+        )
+        self.assertGzipped(transport)
 
 
 class EventTests(Base):

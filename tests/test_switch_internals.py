@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 from twisted.web.resource import EncodingResourceWrapper, Resource
 from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory
+from twisted.web.server import Request as ServerRequest
 
 import twisted
 from upgrade_plugin._switch import SUPPORTED_TWISTED
@@ -196,8 +197,6 @@ class InternalsTests(SynchronousTestCase):
         bookkeeping itself for the stock classes, so a release that gives
         them a new duty fails here, by name.
         """
-        from twisted.web.server import Request as ServerRequest
-
         self.assertEqual(
             sorted(Request.finish.__code__.co_names),
             [
@@ -271,6 +270,21 @@ class InternalsTests(SynchronousTestCase):
         self.wrapper.dataReceived(b"GET /hold HTTP/1.1\r\n")
         self.assertFalse(self.channel._HTTPChannel__first_line)
         self.assertTrue(self.channel.line_mode)
+
+    def test_encodingResource(self) -> None:
+        """
+        twisted.web encodes a response when the resource traversal ends at
+        provides C{_IEncodingResource}: C{Request.process} puts its
+        C{getEncoder(request)} in C{request._encoder}, L{None} otherwise.
+        """
+        from twisted.web.resource import _IEncodingResource
+
+        wrapped = EncodingResourceWrapper(self.resource, [GzipEncoderFactory()])
+        self.assertTrue(_IEncodingResource.providedBy(wrapped))
+        self.assertFalse(_IEncodingResource.providedBy(self.resource))
+        self.assertIn("_IEncodingResource", ServerRequest.process.__code__.co_names)
+        self.assertIn("_encoder", ServerRequest.process.__code__.co_names)
+        self.assertIsNone(ServerRequest._encoder)
 
     def test_handleStar(self) -> None:
         """

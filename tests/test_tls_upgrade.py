@@ -19,6 +19,7 @@ import shutil
 import socket
 import ssl
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -36,8 +37,8 @@ from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest, TestCase
-from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.resource import EncodingResourceWrapper, Resource
+from twisted.web.server import GzipEncoderFactory, Site
 from zope.interface import implementer
 
 from upgrade_plugin import UpgradeRegistry, UpgradeResource, UpgradeSite
@@ -871,6 +872,32 @@ class ResourceLevelTests(TLSUpgradeTestCase):
         self.assertEqual(first.status, b"HTTP/1.1 200 OK")
         self.assertEqual(first.body, reported(b"GET", b"/tls", True))
         self.assertEqual(later.body, reported(b"GET", b"/report?later", True))
+
+    @inlineCallbacks
+    def test_upgradeResourceFallbackEncoded(self) -> Any:
+        """
+        The request answered inside TLS by a fallback behind
+        C{EncodingResourceWrapper} is answered gzipped, as it would be
+        without the upgrade.
+        """
+        root = self.root()
+        wrapped = EncodingResourceWrapper(self.report, [GzipEncoderFactory()])
+        root.putChild(b"tls", UpgradeResource(self.registry(), wrapped))
+        port = yield self.listen(Site(root))
+
+        def exchange() -> Answer:
+            with BlockingClient(port) as client:
+                client.send(get(b"/tls", *CUPS_OFFER, (b"Accept-Encoding", b"gzip")))
+                client.switchToTLS(SWITCHED_12)
+                return client.readResponse()
+
+        answer = yield self.inThread(exchange)
+        self.assertEqual(answer.status, b"HTTP/1.1 200 OK")
+        self.assertEqual(answer.header(b"content-encoding"), [b"gzip"])
+        self.assertEqual(
+            zlib.decompress(answer.body, 16 + zlib.MAX_WBITS),
+            reported(b"GET", b"/tls", True),
+        )
 
     @inlineCallbacks
     def test_otherResourcesIgnoreOffer(self) -> Any:

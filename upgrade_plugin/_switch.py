@@ -20,6 +20,10 @@ This is the ONLY module that touches twisted.web internals. It relies on:
     C{_disconnected}, C{HTTPChannel.requests} and C{factory.log(request)},
     to finish a switched request as C{Request.finish()} would, without
     writing anything or serving the next request;
+  - C{twisted.web.resource._IEncodingResource} and C{Request._encoder}: how
+    C{Request.process} applies an L{EncodingResourceWrapper} (gzip) to the
+    resource it traversed to, done again for a fallback rendered from
+    inside an upgrade resource;
   - C{twisted.web.server.Request._handleStar}, where twisted.web answers
     C{OPTIONS *} without traversing resources;
   - for h2c, C{twisted.web._http2.H2Connection}: its C{conn} (the h2 state
@@ -50,6 +54,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
+from twisted.web.resource import _IEncodingResource
 from twisted.web.server import Request as ServerRequest
 from zope.interface import alsoProvides, noLongerProvides
 
@@ -66,6 +71,7 @@ __all__ = [
     "requestBody",
     "switchProtocol",
     "upgradeSiteChannelFactory",
+    "useEncoding",
     "writeSwitchingProtocols",
 ]
 
@@ -105,6 +111,21 @@ def canSwitch(request: Request) -> bool:
         and len(channel.requests) == 1
         and channel.requests[0] is request
     )
+
+
+def useEncoding(request: Request, resource: Any) -> None:
+    """
+    Give C{request} the encoder of C{resource} (an L{EncodingResourceWrapper},
+    gzip), as C{Request.process} does for the resource traversal ends at:
+    a fallback rendered by an upgrade resource then answers encoded, exactly
+    as it would have alone.
+    """
+    if getattr(request, "_encoder", False) is None and _IEncodingResource.providedBy(
+        resource
+    ):
+        encoder = resource.getEncoder(request)
+        if encoder is not None:
+            request._encoder = encoder  # type: ignore[attr-defined]
 
 
 def isSecure(request: Request) -> bool:

@@ -33,6 +33,7 @@ from ._switch import (
     requestBody,
     startTLS,
     switchProtocol,
+    useEncoding,
 )
 from ._tokens import ProtocolToken, httpVersion
 
@@ -257,6 +258,7 @@ class UpgradeResource(Resource):
             # RFC 2817 §3.3: the request itself is answered inside TLS.
             if self.fallback is None:
                 return NoResource().render(request)
+            useEncoding(request, self.fallback)
             return self.fallback.render(request)
         if isinstance(decision, Reject):
             self._outcome(
@@ -310,6 +312,8 @@ class UpgradeResource(Resource):
         if self.advertise and _isHTTP1(request, 1) and self.registry.tokens():
             request.setHeader(b"upgrade", b", ".join(self.registry.tokens()))
             _addConnectionUpgrade(request)
+        # twisted.web encodes (gzip) only for the resource traversal ends at.
+        useEncoding(request, self.fallback)
         return self.fallback.render(request)
 
     def _upgradeRequired(self, request: Request) -> bytes:
