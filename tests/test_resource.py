@@ -11,6 +11,7 @@ import zlib
 from typing import Any, ClassVar
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -863,7 +864,7 @@ class EncodingTests(Base):
         """
         root = Resource()
         root.putChild(b"big", self.wrapped())
-        site = UpgradeSite(root, self.registry)
+        site = UpgradeSite(root, self.registry, reactor=Clock())
         site.logFile = ListLog()
         protocol, transport = connect(site)
         protocol.dataReceived(
