@@ -18,6 +18,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.portforward import ProxyFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
@@ -26,7 +27,7 @@ from zope.interface import implementer
 
 from upgrade_plugin import UpgradeRegistry, UpgradeResource
 
-from .helpers import SWITCHED_FOO, Hello, rawRequest
+from .helpers import SWITCHED_FOO, Hello, offer, rawRequest
 from .tls import clientOptions, listenLoopback
 
 reactor: Any = _reactor
@@ -121,7 +122,7 @@ class LoopbackTests(TestCase):
 
     def setUp(self) -> Any:
         self.echo = EchoFactory()
-        registry = UpgradeRegistry()
+        self.registry = registry = UpgradeRegistry()
         registry.register("foo/2", self.echo)
         root = Resource()
         root.putChild(b"up", UpgradeResource(registry))
@@ -193,6 +194,30 @@ class LoopbackTests(TestCase):
             yield sleep(0)
         data = yield timeout(client.waitFor(len(SWITCHED_FOO) + 3))
         self.assertEqual(data, SWITCHED_FOO + b"abc")
+
+    @inlineCallbacks
+    def test_earlyDataToPausingProtocol(self) -> Any:
+        """
+        D1: a new protocol that pauses its transport while it connects gets
+        the bytes sent with the request once it resumes, as a transport
+        delivers nothing while paused: Twisted's port forwarder does so
+        until its backend is connected.
+        """
+        backend = EchoFactory()
+        listening = reactor.listenTCP(0, backend, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        # The forwarder closes its backend connection after the client
+        # leaves: wait for that too.
+        self.addCleanup(waitUntil, lambda: len(backend.lost) == len(backend.built))
+        self.registry.register(
+            "tunnel", ProxyFactory("127.0.0.1", listening.getHost().port)
+        )
+        client = yield self.connect()
+        client.transport.write(offer(b"tunnel") + b"early")
+        switched = SWITCHED_FOO.replace(b"foo/2", b"tunnel")
+        data = yield timeout(client.waitFor(len(switched) + 5))
+        self.assertEqual(data, switched + b"early")
+        self.assertEqual(len(backend.built), 1)
 
     @inlineCallbacks
     def test_serverCloseCloses(self) -> Any:

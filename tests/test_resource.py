@@ -544,6 +544,97 @@ class SwitchTests(Base):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertTrue(self.transport.disconnecting)
 
+    def pausingProtocol(self, *, resumeAtOnce: bool = False) -> Recorder:
+        """
+        Serve C{foo/2} with a L{Recorder} that pauses its transport in
+        C{connectionMade} (and resumes at once if C{resumeAtOnce}).
+        """
+
+        class Pausing(Recorder):
+            def connectionMade(self) -> None:
+                transport: Any = self.transport
+                transport.pauseProducing()
+                if resumeAtOnce:
+                    transport.resumeProducing()
+
+        protocol = Pausing()
+        self.registry.register("foo/2", Scripted(lambda r: Accept(protocol=protocol)))
+        self.serve()
+        return protocol
+
+    def test_earlyBytesWaitForResume(self) -> None:
+        """
+        D1: a new protocol that pauses its transport while it connects gets
+        the bytes sent with the request only when it resumes it, as a
+        transport delivers nothing while paused; then the transport is
+        itself again.
+        """
+        protocol = self.pausingProtocol()
+        self.send(rawRequest() + b"early")
+        self.assertEqual(self.transport.value(), SWITCHED_FOO)
+        self.assertEqual(protocol.received, [])
+        self.assertEqual(self.transport.producerState, "paused")
+        self.transport.resumeProducing()
+        self.assertEqual(protocol.received, [b"early"])
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertNotIn("resumeProducing", vars(self.transport))
+        self.assertNotIn("pauseProducing", vars(self.transport))
+
+    def test_earlyBytesAfterPauseAndResume(self) -> None:
+        """
+        A protocol that pauses and resumes while it connects gets the early
+        bytes at once.
+        """
+        protocol = self.pausingProtocol(resumeAtOnce=True)
+        self.send(rawRequest() + b"early")
+        self.assertEqual(protocol.received, [b"early"])
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertNotIn("pauseProducing", vars(self.transport))
+
+    def test_earlyBytesPausedAgain(self) -> None:
+        """
+        A protocol that pauses again as it receives the held bytes keeps
+        its transport paused.
+        """
+        protocol = self.pausingProtocol()
+
+        def pausingAgain(data: bytes) -> None:
+            protocol.received.append(data)
+            self.transport.pauseProducing()
+
+        protocol.dataReceived = pausingAgain  # type: ignore[method-assign]
+        self.send(rawRequest() + b"early")
+        self.transport.resumeProducing()
+        self.assertEqual(protocol.received, [b"early"])
+        self.assertEqual(self.transport.producerState, "paused")
+
+    def test_earlyBytesRaiseOnResume(self) -> None:
+        """
+        An exception in the new protocol as it receives the held bytes is
+        handled as at the switch: logged, the connection aborted.
+        """
+        protocol = self.pausingProtocol()
+
+        def raising(data: bytes) -> None:
+            raise ZeroDivisionError("in the new protocol")
+
+        protocol.dataReceived = raising  # type: ignore[method-assign]
+        self.send(rawRequest() + b"early")
+        self.transport.resumeProducing()
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_noEarlyBytesNoWatch(self) -> None:
+        """
+        Without early bytes the transport is left as it is.
+        """
+        protocol = self.pausingProtocol()
+        self.send(rawRequest())
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertNotIn("resumeProducing", vars(self.transport))
+        self.transport.resumeProducing()
+        self.assertEqual(protocol.received, [])
+
     def test_connectionCloseStillSwitches(self) -> None:
         """
         S32 policy: C{Connection: upgrade, close} is honoured as an upgrade;

@@ -363,24 +363,108 @@ def switchProtocol(
 
     _handOver(channel, protocol)
 
+    held = _HeldBytes(transport, protocol, unparsed, upgrade) if unparsed else None
     try:
         if upgradeRequest is not None and IUpgradeAware.providedBy(protocol):
             protocol.upgradeAccepted(upgradeRequest)
         protocol.makeConnection(transport)
         if afterConnect is not None:
             afterConnect()
-        if unparsed and not transport.disconnecting:
-            protocol.dataReceived(unparsed)
     except Exception:
-        # The 101 is out: the connection is the new protocol's, and an error
-        # in it is handled as the reactor handles one in dataReceived.
-        _log.failure(
-            "{protocol} failed right after switching {peer} to {upgrade}",
-            protocol=protocol,
-            peer=transport.getPeer(),
-            upgrade=upgrade.decode("ascii"),
-        )
-        transport.abortConnection()
+        if held is not None:
+            held.restore()
+        _failed(protocol, transport, upgrade)
+        return
+    if held is not None:
+        held.connected()
+
+
+def _failed(protocol: IProtocol, transport: Any, upgrade: bytes) -> None:
+    """
+    The 101 is out: the connection is the new protocol's, and an error in it
+    is handled as the reactor handles one in C{dataReceived}.
+    """
+    _log.failure(
+        "{protocol} failed right after switching {peer} to {upgrade}",
+        protocol=protocol,
+        peer=transport.getPeer(),
+        upgrade=upgrade.decode("ascii"),
+    )
+    transport.abortConnection()
+
+
+class _HeldBytes:
+    """
+    The bytes the client sent behind the request, for a new protocol that
+    may pause its transport while it connects (Twisted's port forwarder
+    does, until its backend is connected): a paused transport delivers
+    nothing, so they wait for its C{resumeProducing}. The transport's
+    C{pauseProducing} and C{resumeProducing} are watched (shadowed on the
+    instance) from the switch until then.
+    """
+
+    _WATCHED = ("pauseProducing", "resumeProducing")
+
+    def __init__(
+        self, transport: Any, protocol: IProtocol, data: bytes, upgrade: bytes
+    ) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.data = data
+        self.upgrade = upgrade
+        self.paused = False
+        attributes: dict[str, Any] | None = getattr(transport, "__dict__", None)
+        self._shadowed = attributes is not None
+        if attributes is not None:
+            self._realPause = transport.pauseProducing
+            self._realResume = transport.resumeProducing
+            self._own = {
+                name: attributes[name] for name in self._WATCHED if name in attributes
+            }
+            transport.pauseProducing = self._pauseProducing
+            transport.resumeProducing = self._resumeProducing
+
+    def _pauseProducing(self) -> None:
+        self.paused = True
+        self._realPause()
+
+    def _resumeProducing(self) -> None:
+        self.paused = False
+        self.restore()
+        self._realResume()
+        self._deliver()
+
+    def connected(self) -> None:
+        """
+        The protocol is connected: deliver now, unless it left its
+        transport paused.
+        """
+        if not self.paused:
+            self.restore()
+            self._deliver()
+
+    def restore(self) -> None:
+        """
+        Stop watching the transport.
+        """
+        if self._shadowed:
+            self._shadowed = False
+            transport = self.transport
+            for name in self._WATCHED:
+                if name in self._own:
+                    setattr(transport, name, self._own[name])
+                else:
+                    delattr(transport, name)
+
+    def _deliver(self) -> None:
+        data, self.data = self.data, b""
+        transport = self.transport
+        if not data or transport.disconnecting:
+            return
+        try:
+            self.protocol.dataReceived(data)
+        except Exception:
+            _failed(self.protocol, transport, self.upgrade)
 
 
 def startTLS(
