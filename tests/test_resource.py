@@ -580,6 +580,27 @@ class SwitchTests(Base):
         self.assertNotIn("resumeProducing", vars(self.transport))
         self.assertNotIn("pauseProducing", vars(self.transport))
 
+    def test_earlyBytesWaitForResumeAfterConnect(self) -> None:
+        """
+        The same when the pause comes from the target's C{afterConnect}
+        (a WebSocket's C{onOpen} runs there).
+        """
+        protocol = Recorder()
+
+        def pause() -> None:
+            self.transport.pauseProducing()
+
+        self.registry.register(
+            "foo/2",
+            Scripted(lambda r: Accept(protocol=protocol, afterConnect=pause)),
+        )
+        self.serve()
+        self.send(rawRequest() + b"early")
+        self.assertEqual(protocol.received, [])
+        self.transport.resumeProducing()
+        self.assertEqual(protocol.received, [b"early"])
+        self.assertEqual(self.transport.producerState, "producing")
+
     def test_earlyBytesAfterPauseAndResume(self) -> None:
         """
         A protocol that pauses and resumes while it connects gets the early

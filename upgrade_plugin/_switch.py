@@ -50,6 +50,7 @@ from twisted.internet.interfaces import (
     ITCPTransport,
     ITLSTransport,
 )
+from twisted.internet.protocol import BaseProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
@@ -363,7 +364,10 @@ def switchProtocol(
 
     _handOver(channel, protocol)
 
-    held = _HeldBytes(transport, protocol, unparsed, upgrade) if unparsed else None
+    held = None
+    if unparsed and _mayPause(protocol, afterConnect, transport):
+        held = _HeldBytes(transport, protocol, unparsed, upgrade)
+        unparsed = b""
     try:
         if upgradeRequest is not None and IUpgradeAware.providedBy(protocol):
             protocol.upgradeAccepted(upgradeRequest)
@@ -372,11 +376,25 @@ def switchProtocol(
             afterConnect()
     except Exception:
         if held is not None:
-            held.restore()
+            held.stopWatching()
         _failed(protocol, transport, upgrade)
         return
     if held is not None:
         held.connected()
+    elif unparsed:
+        _deliver(protocol, transport, unparsed, upgrade)
+
+
+def _deliver(protocol: IProtocol, transport: Any, data: bytes, upgrade: bytes) -> None:
+    """
+    Give the new protocol the bytes the client sent behind the request.
+    """
+    if transport.disconnecting:
+        return
+    try:
+        protocol.dataReceived(data)
+    except Exception:
+        _failed(protocol, transport, upgrade)
 
 
 def _failed(protocol: IProtocol, transport: Any, upgrade: bytes) -> None:
@@ -393,17 +411,41 @@ def _failed(protocol: IProtocol, transport: Any, upgrade: bytes) -> None:
     transport.abortConnection()
 
 
+_QUIET_CONNECT = (BaseProtocol.makeConnection, BaseProtocol.connectionMade)
+
+
+def _mayPause(protocol: IProtocol, afterConnect: object, transport: Any) -> bool:
+    """
+    Could C{protocol} pause its transport while it connects? Not if it does
+    nothing on connecting (an echo, most raw protocols). Only a transport
+    whose pausing methods can be watched is watched (see L{_HeldBytes}).
+    """
+    cls = type(protocol)
+    if (
+        afterConnect is None
+        and (getattr(cls, "makeConnection", None), getattr(cls, "connectionMade", None))
+        == _QUIET_CONNECT
+    ):
+        return False
+    attributes = getattr(transport, "__dict__", None)
+    return (
+        attributes is not None
+        and "pauseProducing" not in attributes
+        and "resumeProducing" not in attributes
+    )
+
+
 class _HeldBytes:
     """
     The bytes the client sent behind the request, for a new protocol that
     may pause its transport while it connects (Twisted's port forwarder
     does, until its backend is connected): a paused transport delivers
-    nothing, so they wait for its C{resumeProducing}. The transport's
-    C{pauseProducing} and C{resumeProducing} are watched (shadowed on the
-    instance) from the switch until then.
+    nothing, so they wait for its C{resumeProducing}. Until then the
+    transport's C{pauseProducing} (and, once paused, C{resumeProducing}) is
+    watched: shadowed on the instance, and calling through.
     """
 
-    _WATCHED = ("pauseProducing", "resumeProducing")
+    __slots__ = ("connecting", "data", "paused", "protocol", "transport", "upgrade")
 
     def __init__(
         self, transport: Any, protocol: IProtocol, data: bytes, upgrade: bytes
@@ -413,58 +455,46 @@ class _HeldBytes:
         self.data = data
         self.upgrade = upgrade
         self.paused = False
-        attributes: dict[str, Any] | None = getattr(transport, "__dict__", None)
-        self._shadowed = attributes is not None
-        if attributes is not None:
-            self._realPause = transport.pauseProducing
-            self._realResume = transport.resumeProducing
-            self._own = {
-                name: attributes[name] for name in self._WATCHED if name in attributes
-            }
-            transport.pauseProducing = self._pauseProducing
-            transport.resumeProducing = self._resumeProducing
+        self.connecting = True
+        transport.pauseProducing = self._pauseProducing
 
     def _pauseProducing(self) -> None:
+        transport = self.transport
+        del transport.pauseProducing
+        transport.resumeProducing = self._resumeProducing
         self.paused = True
-        self._realPause()
+        transport.pauseProducing()
 
     def _resumeProducing(self) -> None:
+        transport = self.transport
+        del transport.resumeProducing
         self.paused = False
-        self.restore()
-        self._realResume()
-        self._deliver()
+        if self.connecting:
+            # Paused and resumed while connecting: watch for another pause.
+            transport.pauseProducing = self._pauseProducing
+            transport.resumeProducing()
+            return
+        transport.resumeProducing()
+        _deliver(self.protocol, transport, self.data, self.upgrade)
 
     def connected(self) -> None:
         """
         The protocol is connected: deliver now, unless it left its
         transport paused.
         """
+        self.connecting = False
         if not self.paused:
-            self.restore()
-            self._deliver()
+            del self.transport.pauseProducing
+            _deliver(self.protocol, self.transport, self.data, self.upgrade)
 
-    def restore(self) -> None:
+    def stopWatching(self) -> None:
         """
-        Stop watching the transport.
+        The protocol failed to connect: leave the transport as it was.
         """
-        if self._shadowed:
-            self._shadowed = False
-            transport = self.transport
-            for name in self._WATCHED:
-                if name in self._own:
-                    setattr(transport, name, self._own[name])
-                else:
-                    delattr(transport, name)
-
-    def _deliver(self) -> None:
-        data, self.data = self.data, b""
-        transport = self.transport
-        if not data or transport.disconnecting:
-            return
-        try:
-            self.protocol.dataReceived(data)
-        except Exception:
-            _failed(self.protocol, transport, self.upgrade)
+        self.connecting = False
+        attributes = self.transport.__dict__
+        attributes.pop("pauseProducing", None)
+        attributes.pop("resumeProducing", None)
 
 
 def startTLS(
