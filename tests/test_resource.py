@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from upgrade_plugin import (
     Accept,
+    AcceptTLS,
     Decision,
     Decline,
     IUpgradeTarget,
@@ -656,6 +657,46 @@ class SwitchTests(Base):
         self.transport.resumeProducing()
         self.assertEqual(protocol.received, [])
 
+    def test_invalidFieldForThe101(self) -> None:
+        """
+        The 101 is written raw, so a target's header fields must be valid
+        fields (RFC 9110 §5.1, §5.5): an L{Accept} or L{AcceptTLS} with a
+        name that is not a token, or a CR, LF or NUL in a value or in
+        C{upgrade}, is refused when it is made.
+        """
+        protocol = Recorder()
+        for headers, upgrade in [
+            ([(b"X-Ok", b"1\r\nX-Evil: 1")], None),
+            ([(b"X Bad", b"1")], None),
+            ([(b"X-Ok", b"1\n")], None),
+            ([(b"X-Ok", b"\x00")], None),
+            ([], b"foo/2\r\nX-Evil: 1"),
+        ]:
+            with self.assertRaises(ValueError):
+                Accept(protocol=protocol, headers=headers, upgrade=upgrade)
+            with self.assertRaises(ValueError):
+                AcceptTLS(contextFactory=None, headers=headers, upgrade=upgrade or b"x")
+        Accept(protocol=protocol, headers=[(b"X-Ok", b"a, b\tc")])
+
+    def test_invalidFieldIsServerError(self) -> None:
+        """
+        A target that tries to accept with an invalid field fails: 500 for
+        that request, nothing of the field written, the connection kept.
+        """
+        self.registry.register(
+            "foo/2",
+            Scripted(
+                lambda r: Accept(protocol=Recorder(), headers=[(b"X", b"1\r\nY: 2")])
+            ),
+        )
+        self.serve()
+        self.send(rawRequest())
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.code, 500)
+        self.assertEqual(response.header(b"y"), [])
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
     def test_connectionCloseStillSwitches(self) -> None:
         """
         S32 policy: C{Connection: upgrade, close} is honoured as an upgrade;
@@ -1072,6 +1113,25 @@ class AsyncOutcomeTests(Base):
                 decision.callback(Decline())
             [response], _ = parseResponses(self.transport.value())
             self.assertEqual(response.code, 405, later)
+
+    def test_declinedLaterNextNeedsSwitchableConnection(self) -> None:
+        """
+        After a later L{Decline}, the next offered protocol is tried only if
+        the connection can still switch: one that began closing meanwhile
+        gets the normal answer, not a 101.
+        """
+        decision: Deferred[Decision] = Deferred()
+        self.registry.register("bar", Scripted(lambda r: decision))
+        self.serve(Hello())
+        self.send(offer(b"bar, foo/2"))
+        # As a real transport: closing, and still resumable (twisted.web
+        # resumes it when the request is done).
+        self.transport._lenient = True
+        self.transport.loseConnection()
+        decision.callback(Decline())
+        self.assertEqual(self.factory.built, [])
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual((response.code, response.body), (200, b"hello /up"))
 
     def test_notADecision(self) -> None:
         decision: Deferred[Any] = Deferred()

@@ -276,6 +276,18 @@ class SubprotocolTests(Base):
         self.assertEqual(response.header(b"x-room"), [b"1"])
         self.assertEqual(response.header(b"sec-websocket-protocol"), [b"chat"])
 
+    def test_headerWithLineBreakIsServerError(self) -> None:
+        """
+        A header from C{onConnect} whose value would break the raw 101's
+        head (say, a request value echoed back) is a server error: 500, and
+        no 101 and no injected field.
+        """
+        self.factory.choose = lambda request: ("chat", {"X-Room": "1\r\nX-Evil: 1"})
+        response = self.answer(handshake(extra=self.offer))
+        self.assertEqual(response.code, 500)
+        self.assertEqual(response.header(b"x-evil"), [])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
     def test_denied(self) -> None:
         self.factory.choose = deny(403, "not you")
         response = self.answer(handshake(extra=self.offer))

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IAddress, IProtocol
 from twisted.web.http_headers import Headers
 from zope.interface import Interface
 
-from ._tokens import ProtocolToken
+from ._tokens import ProtocolToken, isToken
 
 __all__ = [
     "Accept",
@@ -66,6 +66,25 @@ class UpgradeRequest:
         return list(self.headers.getRawHeaders(name, []))
 
 
+def _checkFields(headers: Sequence[tuple[bytes, bytes]], upgrade: bytes | None) -> None:
+    """
+    The 101 is written raw, so what goes in it must be valid fields: names
+    are tokens, values have no CR, LF or NUL (RFC 9110 §5.1, §5.5). A value
+    taken from a request could otherwise add fields or end the head.
+
+    @raise ValueError: for the first field that is not.
+    """
+    for name, value in headers:
+        if not isToken(name) or not _isFieldValue(value):
+            raise ValueError(f"not a valid field for a 101: {name!r}: {value!r}")
+    if upgrade is not None and not _isFieldValue(upgrade):
+        raise ValueError(f"not a valid Upgrade value for a 101: {upgrade!r}")
+
+
+def _isFieldValue(value: bytes) -> bool:
+    return b"\r" not in value and b"\n" not in value and b"\0" not in value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Accept:
     """
@@ -88,6 +107,9 @@ class Accept:
     upgrade: bytes | None = None
     afterConnect: Callable[[], object] | None = None
 
+    def __post_init__(self) -> None:
+        _checkFields(self.headers, self.upgrade)
+
 
 @dataclass(frozen=True, kw_only=True)
 class AcceptTLS:
@@ -105,6 +127,9 @@ class AcceptTLS:
     contextFactory: object
     upgrade: bytes
     headers: Sequence[tuple[bytes, bytes]] = ()
+
+    def __post_init__(self) -> None:
+        _checkFields(self.headers, self.upgrade)
 
 
 @dataclass(frozen=True, kw_only=True)

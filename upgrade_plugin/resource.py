@@ -207,7 +207,12 @@ class UpgradeResource(Resource):
             def carryOut(request: Request) -> _Rendered:
                 rendered = self._apply(request, registration, upgradeRequest, result)
                 if rendered is None:
-                    rendered = self._tryFrom(request, candidates, index + 1, body)
+                    # Declined: the next offer, if the connection can still
+                    # switch after the wait.
+                    if canSwitch(request):
+                        rendered = self._tryFrom(request, candidates, index + 1, body)
+                    else:
+                        rendered = self._renderFallback(request)
                 return rendered
 
             _resume(request, carryOut)
