@@ -93,7 +93,8 @@ class Accept:
     @ivar protocol: the new protocol; it is connected to the transport right
         after the 101 is written and receives every byte the client sent
         after the request.
-    @ivar headers: extra header fields for the 101 response.
+    @ivar headers: extra header fields for the 101 response: token names,
+        values without CR, LF or NUL (L{ValueError} otherwise).
     @ivar upgrade: the value of the 101's C{Upgrade} field when it must differ
         from the chosen protocol (several layers, listed bottom-up; RFC 9110
         §7.8).
@@ -121,7 +122,8 @@ class AcceptTLS:
     @ivar contextFactory: the server's TLS context factory.
     @ivar upgrade: the 101's C{Upgrade} value, layers bottom-up
         (RFC 9110 §7.8), e.g. C{b"TLS/1.2, HTTP/1.1"}.
-    @ivar headers: extra header fields for the 101 response.
+    @ivar headers: extra header fields for the 101 response: token names,
+        values without CR, LF or NUL (L{ValueError} otherwise).
     """
 
     contextFactory: object
