@@ -1133,6 +1133,21 @@ class AsyncOutcomeTests(Base):
         [response], _ = parseResponses(self.transport.value())
         self.assertEqual((response.code, response.body), (200, b"hello /up"))
 
+    def test_clientLeavesCancelsDecision(self) -> None:
+        """
+        A client that disconnects before a target decides cancels the
+        target's Deferred; nothing is written or logged.
+        """
+        cancelled: list[Deferred[Decision]] = []
+        decision: Deferred[Decision] = Deferred(cancelled.append)
+        self.registry.register("foo/2", Scripted(lambda r: decision))
+        self.serve(Hello())
+        self.send(rawRequest())
+        self.protocol.connectionLost(Failure(ConnectionError("gone")))
+        self.assertEqual(cancelled, [decision])
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_notADecision(self) -> None:
         decision: Deferred[Any] = Deferred()
         self.registry.register("foo/2", Scripted(lambda r: decision))

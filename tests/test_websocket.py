@@ -10,9 +10,11 @@ from typing import Any, ClassVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from upgrade_plugin import UpgradeRegistry, UpgradeResource
 from upgrade_plugin._wshandshake import (
@@ -69,6 +71,23 @@ class Base(SynchronousTestCase):
 
     def events(self, kind: str) -> list[Any]:
         return [value for name, value in self.factory.events if name == kind]
+
+
+class TargetURITests(SynchronousTestCase):
+    def test_unsplittableTarget(self) -> None:
+        """
+        A request-target that autobahn's URL split refuses (C{//[x}) is a
+        bad request: 400, not a server error.
+        """
+        registry = UpgradeRegistry()
+        registry.register("websocket", WebSocketUpgrade(echoFactory()))
+        site = Site(UpgradeResource(registry), reactor=Clock())
+        site.logFile = ListLog()
+        protocol, transport = connect(site)
+        protocol.dataReceived(handshake(path=b"//[x/ws"))
+        [response], _ = parseResponses(transport.value())
+        self.assertEqual(response.code, 400)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
 
 class AcceptKeyTests(SynchronousTestCase):
@@ -288,6 +307,23 @@ class SubprotocolTests(Base):
         self.assertEqual(response.header(b"x-evil"), [])
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
+    def test_headerValuesAsAutobahnTakesThem(self) -> None:
+        """
+        Extra headers from C{onConnect} as autobahn's own server takes
+        them: a value that is not a string is one value, written as text;
+        an iterable gives several lines.
+        """
+        self.factory.choose = lambda request: (
+            None,
+            {"X-Count": 5, "X-Many": ["a", "b"]},
+        )
+        self.serve()
+        self.send(handshake())
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.code, 101)
+        self.assertEqual(response.header(b"x-count"), [b"5"])
+        self.assertEqual(response.header(b"x-many"), [b"a", b"b"])
+
     def test_denied(self) -> None:
         self.factory.choose = deny(403, "not you")
         response = self.answer(handshake(extra=self.offer))
@@ -321,13 +357,10 @@ class SubprotocolTests(Base):
         self.assertEqual((response.code, response.body), (401, b"who?\n"))
 
 
-class MaxConnectionsTests(Base):
+class OneConnectionBase(Base):
     """
-    The factory's C{maxConnections}: beyond it a handshake gets 503, and a
-    handshake still waiting on an asynchronous C{onConnect} holds a place.
+    A factory with C{maxConnections=1}.
     """
-
-    TOO_MANY = (503, b"too many WebSocket connections\n")
 
     def setUp(self) -> None:
         super().setUp()
@@ -341,6 +374,15 @@ class MaxConnectionsTests(Base):
     def answerOf(self, transport: Any) -> tuple[int, bytes]:
         [response], _ = parseResponses(transport.value())
         return response.code, response.body
+
+
+class MaxConnectionsTests(OneConnectionBase):
+    """
+    The factory's C{maxConnections}: beyond it a handshake gets 503, and a
+    handshake still waiting on an asynchronous C{onConnect} holds a place.
+    """
+
+    TOO_MANY = (503, b"too many WebSocket connections\n")
 
     def test_beyondLimit(self) -> None:
         self.serve()
@@ -391,6 +433,128 @@ class MaxConnectionsTests(Base):
         self.assertEqual(self.answerOf(self.transport), (403, b"no\n"))
         other = self.handshakeOnNewConnection()
         self.assertEqual(other.value(), SWITCHED)
+
+
+class AsyncOnConnectTests(OneConnectionBase):
+    """
+    An asynchronous C{onConnect} that is slow, outlived by its client, or
+    not a coroutine: the handshake ends, its place under C{maxConnections}
+    is freed, and the protocol is closed (C{onClose}) as autobahn's own
+    server closes one whose opening handshake failed.
+    """
+
+    def waitOnce(self) -> list[Deferred[Any]]:
+        waiting: list[Deferred[Any]] = []
+
+        def choose(request: Any) -> Deferred[Any] | None:
+            if waiting:
+                return None
+            waiting.append(Deferred())
+            return waiting[-1]
+
+        self.factory.choose = choose
+        return waiting
+
+    def closes(self) -> list[Any]:
+        return self.events("close")
+
+    def test_timesOut(self) -> None:
+        """
+        After the factory's C{openHandshakeTimeout} the request is answered
+        503 and the place is free again.
+        """
+        self.factory.setProtocolOptions(openHandshakeTimeout=2)
+        self.waitOnce()
+        self.serve()
+        self.factory.reactor = self.clock
+        self.send(handshake())
+        self.clock.advance(1.9)
+        self.assertEqual(self.transport.value(), b"")
+        self.clock.advance(0.2)
+        self.assertEqual(
+            self.answerOf(self.transport), (503, b"the WebSocket handshake timed out\n")
+        )
+        self.assertEqual(self.closes(), [False])
+        self.assertEqual(self.handshakeOnNewConnection().value(), SWITCHED)
+
+    def test_clientLeaves(self) -> None:
+        """
+        A client that leaves while C{onConnect} is pending cancels it: the
+        place is free at once, the protocol is closed, and a decision that
+        comes anyway is ignored.
+        """
+        waiting = self.waitOnce()
+        self.serve()
+        self.send(handshake())
+        self.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.closes(), [False])
+        self.assertEqual(self.handshakeOnNewConnection().value(), SWITCHED)
+        waiting[0].callback(None)
+        self.assertEqual(self.events("open"), [self.events("open")[0]])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_deniedLaterCloses(self) -> None:
+        from autobahn.websocket.types import ConnectionDeny
+
+        waiting = self.waitOnce()
+        self.serve()
+        self.send(handshake())
+        waiting[0].errback(ConnectionDeny(403, "no"))
+        self.assertEqual(self.closes(), [False])
+
+    def test_deniedAtOnceCloses(self) -> None:
+        self.factory.choose = deny(403, "no")
+        self.serve()
+        self.send(handshake())
+        self.assertEqual(self.answerOf(self.transport), (403, b"no\n"))
+        self.assertEqual(self.closes(), [False])
+
+    def test_otherAwaitable(self) -> None:
+        """
+        Any awaitable, not only a coroutine or a Deferred, is waited for,
+        and holds no place once it is done.
+        """
+        from upgrade_plugin import websocket
+
+        class Ready:
+            def __await__(self) -> Any:
+                if False:
+                    yield
+                return None
+
+        self.factory.choose = lambda request: Ready()
+        self.serve()
+        self.send(handshake())
+        self.assertEqual(self.transport.value(), SWITCHED)
+        self.assertEqual(websocket._pending.get(self.factory, 0), 0)
+
+
+class PeerTests(Base):
+    """
+    The peer as autobahn's own server names it, in C{onConnect} and after.
+    """
+
+    def test_peer(self) -> None:
+        self.serve()
+        self.send(handshake())
+        [request] = self.events("connect")
+        [protocol] = self.events("open")
+        self.assertEqual(request.peer, "tcp4:127.0.0.1:40404")
+        self.assertEqual(protocol.peer, "tcp4:127.0.0.1:40404")
+
+    def test_trustXForwardedFor(self) -> None:
+        """
+        With C{trustXForwardedFor=N}, the address N proxies back in
+        C{X-Forwarded-For}.
+        """
+        self.factory.setProtocolOptions(trustXForwardedFor=1)
+        self.serve()
+        forwarded = [(b"X-Forwarded-For", b"198.51.100.1, 203.0.113.7")]
+        self.send(handshake(extra=forwarded))
+        [request] = self.events("connect")
+        [protocol] = self.events("open")
+        self.assertEqual(request.peer, "203.0.113.7")
+        self.assertEqual(protocol.peer, "203.0.113.7")
 
 
 class DeflateTests(Base):

@@ -172,9 +172,10 @@ class IUpgradeTarget(Interface):
         Decide on one offered upgrade.
 
         Return L{Accept} (with the protocol to switch to), L{AcceptTLS},
-        L{Decline} or L{Reject}, or a L{Deferred} firing with one of them.
-        An exception is a server error: the request is answered with 500
-        and the connection keeps serving.
+        L{Decline} or L{Reject}, or a L{Deferred} firing with one of them
+        (cancelled if the client disconnects first). An exception is a
+        server error: the request is answered with 500 and the connection
+        keeps serving.
         """
 
 

@@ -224,6 +224,9 @@ class UpgradeResource(Resource):
             )
 
         decision.addCallbacks(decided, failed)
+        # A client that leaves before the decision cancels it: the target
+        # can stop waiting and release what it holds.
+        request.notifyFinish().addErrback(lambda _: decision.cancel())
 
     def _apply(
         self,

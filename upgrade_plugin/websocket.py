@@ -23,9 +23,10 @@ C{request} argument and C{self.peer} are there).
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 from weakref import WeakKeyDictionary
 
 import txaio
@@ -38,7 +39,14 @@ from autobahn.websocket.protocol import (
     _url_to_origin,
 )
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet import reactor as _reactor
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    TimeoutError,
+    ensureDeferred,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -127,6 +135,7 @@ class WebSocketUpgrade:
         try:
             handshake = checkHandshake(headers)
             self._checkOrigin(handshake, request)
+            target = _splitTarget(request.uri)
         except HandshakeError as error:
             _log.info(
                 "WebSocket handshake from {peer} refused: {code} {reason}",
@@ -137,38 +146,55 @@ class WebSocketUpgrade:
             return _reject(error)
 
         factory = self.factory
-        pending = _pending.get(factory, 0)
-        if 0 < factory.maxConnections <= factory.countConnections + pending:
+        if (
+            0
+            < factory.maxConnections
+            <= factory.countConnections + _pending.get(factory, 0)
+        ):
             return _reject(HandshakeError(503, "too many WebSocket connections"))
 
         protocol = factory.buildProtocol(request.peer)
         if protocol is None:
             return Decline()
         connectionRequest = self._connectionRequest(
-            protocol, handshake, request, headers
+            protocol, handshake, request, headers, target
         )
         try:
             chosen = protocol.onConnect(connectionRequest)
+            if isinstance(chosen, Deferred) or inspect.isawaitable(chosen):
+                return self._later(protocol, handshake, _asDeferred(chosen))
+            return self._accept(protocol, handshake, chosen)
         except ConnectionDeny as deny:
+            _abandon(protocol, f"onConnect denied the handshake ({deny.code})")
             return _deny(deny)
-        if isinstance(chosen, Deferred) or inspect.isawaitable(chosen):
-            # autobahn counts a connection only once it is made: until then
-            # this handshake holds a place under maxConnections.
-            _pending[factory] = pending + 1
+        except Exception:
+            _abandon(protocol, "the opening handshake failed on the server")
+            raise
 
-            def decided(result: Any) -> Any:
-                _pending[factory] -= 1
-                return result
+    def _later(
+        self, protocol: Any, handshake: WebSocketHandshake, chosen: Deferred[Any]
+    ) -> Deferred[Decision]:
+        """
+        Wait for an asynchronous C{onConnect}, at most the factory's
+        C{openHandshakeTimeout} (autobahn's own server drops the connection
+        then; here the request is answered 503). Meanwhile this handshake
+        holds a place under C{maxConnections}: autobahn counts a connection
+        only once it is made.
+        """
+        factory = self.factory
+        _pending[factory] = _pending.get(factory, 0) + 1
 
-            return (
-                ensureDeferred(chosen)  # type: ignore[arg-type]
-                .addBoth(decided)
-                .addCallbacks(
-                    lambda result: self._accept(protocol, handshake, result),
-                    _denyFailure,
-                )
-            )
-        return self._accept(protocol, handshake, chosen)
+        def decided(result: Any) -> Any:
+            _pending[factory] -= 1
+            return result
+
+        timeout = factory.openHandshakeTimeout
+        if timeout:
+            chosen.addTimeout(timeout, getattr(factory, "reactor", None) or _reactor)
+        decision: Deferred[Decision] = chosen.addBoth(decided).addCallback(
+            lambda result: self._accept(protocol, handshake, result)
+        )
+        return decision.addErrback(_notAccepted, protocol)
 
     def _checkOrigin(
         self, handshake: WebSocketHandshake, request: UpgradeRequest
@@ -206,17 +232,17 @@ class WebSocketUpgrade:
         handshake: WebSocketHandshake,
         request: UpgradeRequest,
         headers: dict[bytes, list[bytes]],
+        target: SplitResult,
     ) -> ConnectionRequest:
         """
         Set on C{protocol} what autobahn's own handshake would have, and make
         the C{ConnectionRequest} for C{onConnect}.
         """
-        target = urlsplit(request.uri.decode("latin-1"))
         host = handshake.host
         if ":" in host and not host.endswith("]"):
             host = host.rsplit(":", 1)[0]
-        protocol.peer = _peerString(request)
         protocol.http_headers = _autobahnHeaders(headers)
+        protocol.peer = _peer(request.peer, protocol.http_headers, self.factory)
         protocol.http_request_uri = request.uri.decode("latin-1")
         protocol.http_request_path = target.path
         protocol.http_request_params = parse_qs(target.query) if target.query else {}
@@ -260,9 +286,9 @@ class WebSocketUpgrade:
         headers: list[tuple[bytes, bytes]] = []
         for source in (self.factory.headers, extraHeaders):
             for name, value in source.items():
-                values = [value] if isinstance(value, str) else list(value)
                 headers.extend(
-                    (name.encode("latin-1"), v.encode("latin-1")) for v in values
+                    (str(name).encode("utf-8"), str(v).encode("utf-8"))
+                    for v in _headerValues(value)
                 )
         if subprotocol is not None:
             headers.append((b"Sec-WebSocket-Protocol", subprotocol.encode("ascii")))
@@ -272,7 +298,12 @@ class WebSocketUpgrade:
         if compressor is not None:
             headers.append((b"Sec-WebSocket-Extensions", compressor[1].encode("ascii")))
 
+        peer = protocol.peer
+
         def opened() -> None:
+            # Twisted's adapter sets the peer from the transport as it
+            # connects; the handshake's (X-Forwarded-For) is the one to keep.
+            protocol.peer = peer
             _open(protocol, subprotocol, compressor[0] if compressor else None)
 
         _connectWithoutDebugFormatting(protocol)
@@ -310,13 +341,87 @@ class WebSocketUpgrade:
         return compressor, accepted.get_extension_string()
 
 
-def _peerString(request: UpgradeRequest) -> str:
-    peer = request.peer
-    host = getattr(peer, "host", None)
-    port = getattr(peer, "port", None)
-    if host is not None and port is not None:
-        return f"tcp:{host}:{port}"
-    return str(peer)
+def _splitTarget(uri: bytes) -> SplitResult:
+    """
+    The request-target split as autobahn's handshake does.
+
+    @raise HandshakeError: 400 for a target C{urlsplit} refuses.
+    """
+    try:
+        return urlsplit(uri.decode("latin-1"))
+    except ValueError:
+        raise HandshakeError(400, "the request-target is not a valid URI") from None
+
+
+def _peer(address: object, headers: dict[str, str], factory: Any) -> str:
+    """
+    The peer as autobahn names it (C{tcp4:HOST:PORT}, C{tcp6:...},
+    C{unix:PATH}), or with C{trustXForwardedFor} the address that many
+    proxies back in C{X-Forwarded-For}, as in autobahn's own handshake.
+    """
+    trusted = factory.trustXForwardedFor
+    forwarded = headers.get("x-forwarded-for")
+    if trusted and forwarded is not None:
+        return [a.strip() for a in forwarded.split(",")][-trusted:][0]
+    if isinstance(address, IPv4Address):
+        return f"tcp4:{address.host}:{address.port}"
+    if isinstance(address, IPv6Address):
+        return f"tcp6:{address.host}:{address.port}"
+    if isinstance(address, UNIXAddress):
+        return f"unix:{os.fsdecode(address.name)}" if address.name else "unix"
+    return str(address)
+
+
+def _headerValues(value: Any) -> list[Any]:
+    """
+    The values of one extra 101 header as autobahn takes them: a string, an
+    iterable of values, or any other single value.
+    """
+    if isinstance(value, str | bytes):
+        return [value.decode("utf-8") if isinstance(value, bytes) else value]
+    try:
+        return list(value)
+    except TypeError:
+        return [value]
+
+
+def _asDeferred(result: Any) -> Deferred[Any]:
+    """
+    A Deferred for what an asynchronous C{onConnect} returned: a Deferred,
+    a coroutine, or any other awaitable.
+    """
+    if isinstance(result, Deferred):
+        return result
+    if inspect.iscoroutine(result):
+        return ensureDeferred(result)
+
+    async def awaiting() -> Any:
+        return await result
+
+    return ensureDeferred(awaiting())
+
+
+def _abandon(protocol: Any, reason: str) -> None:
+    """
+    C{onConnect} ran, but the protocol will never be connected: close it as
+    autobahn's own server closes one whose opening handshake failed, with
+    C{is_closed} resolved and C{onClose(False, 1006, ...)}, so that what
+    C{onConnect} set up can be released.
+    """
+    if getattr(protocol, "state", None) == WebSocketProtocol.STATE_CLOSED:
+        return
+    protocol.state = WebSocketProtocol.STATE_CLOSED
+    protocol.wasClean = False
+    protocol.wasNotCleanReason = reason
+    txaio.resolve(protocol.is_closed, protocol)  # type: ignore[attr-defined]
+    try:
+        protocol._onClose(
+            False,
+            WebSocketProtocol.CLOSE_STATUS_CODE_ABNORMAL_CLOSE,
+            f'connection was closed uncleanly ("{reason}")',
+        )
+    except Exception:
+        _log.failure("onClose failed for {protocol}", protocol=protocol)
 
 
 def _deny(deny: ConnectionDeny) -> Reject:
@@ -327,11 +432,25 @@ def _deny(deny: ConnectionDeny) -> Reject:
     )
 
 
-def _denyFailure(failure: Failure) -> Decision:
-    if isinstance(failure.value, ConnectionDeny):
-        return _deny(failure.value)
-    failure.raiseException()
-    raise AssertionError("unreachable")
+def _notAccepted(failure: Failure, protocol: Any) -> Any:
+    """
+    An asynchronous C{onConnect} that did not accept: denied (its status),
+    too slow (503), cancelled because the client left, or failed (a server
+    error). The protocol is closed in each case.
+    """
+    if failure.check(ConnectionDeny):
+        deny: Any = failure.value
+        _abandon(protocol, f"onConnect denied the handshake ({deny.code})")
+        return _deny(deny)
+    if failure.check(TimeoutError):
+        _abandon(protocol, "opening handshake timeout")
+        _log.info("WebSocket onConnect of {protocol} timed out", protocol=protocol)
+        return _reject(HandshakeError(503, "the WebSocket handshake timed out"))
+    if failure.check(CancelledError):
+        _abandon(protocol, "peer dropped the TCP connection during the handshake")
+    else:
+        _abandon(protocol, "the opening handshake failed on the server")
+    return failure
 
 
 def _unformatted(value: object) -> object:
