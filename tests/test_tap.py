@@ -38,7 +38,7 @@ from twisted.web.resource import Resource
 from twisted.web.static import Data, File
 
 from upgrade_plugin import ProtocolToken, UpgradeResource, UpgradeSite, tap
-from upgrade_plugin.tls import RequireTLSPaths
+from upgrade_plugin.tls import RequireTLSPaths, TLSUpgrade
 from upgrade_plugin.websocket import WebSocketUpgrade
 
 from .helpers import (
@@ -53,7 +53,7 @@ from .helpers import (
     parseResponses,
     rawRequest,
 )
-from .tls import certificateAndKeyPEM
+from .tls import certificateAndKeyPEM, serverOptions
 from .wshelpers import handshake
 
 reactor: Any = _reactor
@@ -804,10 +804,44 @@ class TLSTests(SiteTestCase):
             "--require-tls",
             "/secret",
         )
-        for path in [b"/./secret", b"/%2E/secret", b"/secret%2F", b"/x/../secret"]:
+        for path in [
+            b"/./secret",
+            b"/%2E/secret",
+            b"/secret%2F",
+            b"/x/../secret",
+            # twisted.web drops a path's first byte, whatever it is.
+            b"xsecret",
+            b"*secret",
+        ]:
             response = served.get(path)
             self.assertEqual(response.code, 426, path)
             self.assertNotIn(b"secret file", response.body, path)
+
+    def test_requireTLSLeafBelow(self) -> None:
+        """
+        Below a leaf resource that takes the rest of the path, C{..} does
+        not lead out of the rule: twisted.web still walks to the leaf.
+        """
+
+        class Leaf(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                return b"admin"
+
+        root = Resource()
+        root.putChild(b"admin", Leaf())
+        root.putChild(b"", Data(b"home", "text/plain"))
+        upgrade = TLSUpgrade(serverOptions())
+        site = UpgradeSite(
+            RequireTLSPaths(root, upgrade, [[b"admin"]]), reactor=Clock()
+        )
+        site.logFile = ListLog()
+        for path in [b"/admin/..", b"/admin/%2e%2e", b"/admin/x/../..", b"xadmin"]:
+            protocol, transport = connect(site)
+            protocol.dataReceived(rawRequest(path=path, headers=[(b"Host", b"x")]))
+            [response], _ = parseResponses(transport.value())
+            self.assertEqual((response.code, response.body[:3]), (426, b"426"), path)
 
 
 class BadValueTests(SynchronousTestCase):

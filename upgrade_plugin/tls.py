@@ -242,10 +242,13 @@ class RequireTLSPaths(Resource):
     Serve C{root}, with the subtrees under C{paths} TLS-only as by
     L{RequireTLS}.
 
-    Which requests are protected is decided on the whole request path,
-    normalised as a file system would see it, before traversal: a
-    L{twisted.web.static.File} tree answers C{/./admin} or C{/admin%2F} as
-    C{/admin}, and those must not get around the rule.
+    Which requests are protected is decided on the whole request path
+    before traversal, read two ways: as the segments twisted.web walks
+    (C{/admin/..} reaches C{admin}, and so does C{xadmin}: the first byte is
+    dropped whatever it is), and normalised as a file system would see it
+    (a L{twisted.web.static.File} tree answers C{/./admin} or C{/admin%2F}
+    as C{/admin}). A request that either reading puts under a protected
+    path is protected. C{root} is the site's root.
 
     @param paths: path segments, e.g. C{[[b"admin"], [b"api", b"v1"]]}.
     """
@@ -260,8 +263,15 @@ class RequireTLSPaths(Resource):
         self.isLeaf = bool(getattr(root, "isLeaf", False))
 
     def _protected(self, request: Any) -> bool:
-        segments = tuple(_normalizedPath(request.path))
-        return any(segments[: len(path)] == path for path in self.paths)
+        # Both readings of the path: the segments twisted.web walks (it drops
+        # the first byte, whatever it is, and keeps ".."), and the path as a
+        # file system resolves it.
+        walked = tuple(map(unquote_to_bytes, request.path[1:].split(b"/")))
+        normalized = tuple(_normalizedPath(request.path))
+        return any(
+            walked[: len(path)] == path or normalized[: len(path)] == path
+            for path in self.paths
+        )
 
     def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
         child: IResource = self.root.getChildWithDefault(path, request)
