@@ -1009,6 +1009,26 @@ class EncodingTests(Base):
         self.send(offer(b"bar/1", b"Upgrade", (b"Accept-Encoding", b"gzip")))
         self.assertGzipped(self.transport)
 
+    def test_requireTLSEncoded(self) -> None:
+        """
+        Over TLS, a resource behind L{RequireTLS} that is behind
+        C{EncodingResourceWrapper} answers encoded.
+        """
+        from twisted.internet.interfaces import ISSLTransport
+        from zope.interface import alsoProvides
+
+        from upgrade_plugin.tls import RequireTLS, TLSUpgrade
+
+        from .tls import serverOptions
+
+        secure = RequireTLS(self.wrapped(), TLSUpgrade(serverOptions()))
+        self.site, _ = memorySite(secure)
+        self.site.logFile = ListLog()
+        self.protocol, self.transport = connect(self.site)
+        alsoProvides(self.transport, ISSLTransport)
+        self.send(rawRequest(headers=[(b"Host", b"x"), (b"Accept-Encoding", b"gzip")]))
+        self.assertGzipped(self.transport)
+
     def test_upgradeSiteEncoded(self) -> None:
         """
         On an L{UpgradeSite} with a registry, a request that offers a

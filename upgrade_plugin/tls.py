@@ -17,13 +17,15 @@ import contextlib
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from OpenSSL import SSL
+from cryptography import x509
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.web.resource import IResource, Resource
 from zope.interface import implementer
 
 from ._interfaces import AcceptTLS, Decision, Decline, IUpgradeTarget, UpgradeRequest
 from ._registry import UpgradeRegistry
+from ._switch import useEncoding
 from .resource import UpgradeResource, upgradeRequired
 
 __all__ = [
@@ -53,14 +55,25 @@ def contextFactoryFromFiles(certificate: str, privateKey: str | None = None) -> 
         its private key.
     """
     with open(certificate, "rb") as f:
-        pem = f.read()
+        certificatePEM = pem = f.read()
     names = certificate
     if privateKey is not None and privateKey != certificate:
         with open(privateKey, "rb") as f:
             pem += b"\n" + f.read()
         names = f"{certificate} and {privateKey}"
     try:
-        return ssl.PrivateCertificate.loadPEM(pem).options()
+        private = ssl.PrivateCertificate.loadPEM(pem)
+        # The certificates after the first (a "fullchain" file) are the
+        # chain the server sends along.
+        chain = [
+            crypto.X509.from_cryptography(c)
+            for c in x509.load_pem_x509_certificates(certificatePEM)[1:]
+        ]
+        return ssl.CertificateOptions(
+            privateKey=private.privateKey.original,
+            certificate=private.original,
+            extraCertChain=chain or None,
+        )
     except Exception as error:
         raise ValueError(
             f"{names}: not a PEM certificate and its private key ({error})"
@@ -181,6 +194,7 @@ class _SecureOnly(Resource):
 
     def render(self, request: Any) -> Any:
         if request.isSecure():
+            useEncoding(request, self.resource)
             return self.resource.render(request)
         return upgradeRequired(
             request,
