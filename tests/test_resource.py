@@ -962,6 +962,19 @@ class TraversalTests(Base):
         [response], _ = parseResponses(self.transport.value())
         self.assertEqual(response.body, b"hello /up/child")
 
+    def test_ownChildren(self) -> None:
+        """
+        Children put on the resource are found in front of the fallback's,
+        with or without a fallback.
+        """
+        for fallback in (None, Hello()):
+            self.serve(fallback, capture=False)
+            self.resource.putChild(b"child", Hello())
+            self.assertFalse(self.resource.isLeaf)
+            self.send(rawRequest(path=b"/up/child", headers=[(b"Host", b"x")]))
+            [response], _ = parseResponses(self.transport.value())
+            self.assertEqual(response.body, b"hello /up/child")
+
     def test_leafWithoutFallback(self) -> None:
         self.serve(capture=False)
         self.assertTrue(self.resource.isLeaf)

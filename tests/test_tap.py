@@ -675,6 +675,28 @@ class TreeTests(SiteTestCase):
         self.assertEqual(served.get(b"/hello.txt").code, 200)
         self.assertEqual(served.send(rawRequest(path=b"/foo")).value(), SWITCHED_FOO)
 
+    def test_nestedMounts(self) -> None:
+        """
+        A protocol mounted below a WebSocket path stays reachable, whichever
+        order the options come in, and with C{--require-upgrade} on the
+        outer path too.
+        """
+        for extra in ([], ["--require-upgrade", "/ws"]):
+            served = self.serve(
+                "--path",
+                self.directory,
+                "--protocol",
+                "/ws/raw:foo/2=tests.test_tap.fooFactory",
+                "--websocket",
+                "/ws=tests.test_tap.chatFactory",
+                *extra,
+            )
+            self.assertWebSocketAt(served, [b"ws"])
+            transport = served.send(rawRequest(path=b"/ws/raw"))
+            self.assertEqual(transport.value(), SWITCHED_FOO, extra)
+            switched = served.send(handshake(b"/ws")).value()
+            self.assertTrue(switched.startswith(b"HTTP/1.1 101 "), extra)
+
     def test_advertise(self) -> None:
         """
         C{--advertise}: the file at an upgrade path comes with

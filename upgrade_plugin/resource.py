@@ -113,7 +113,19 @@ class UpgradeResource(Resource):
         self.logDecisions = logDecisions
         self.isLeaf = fallback is None or bool(getattr(fallback, "isLeaf", False))
 
+    def putChild(self, path: bytes, child: IResource) -> None:
+        """
+        Put C{child} at C{path} below this resource, in front of the
+        fallback's children; with children this resource is no longer a
+        leaf.
+        """
+        super().putChild(path, child)
+        self.isLeaf = False
+
     def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
+        own: IResource | None = self.children.get(path)
+        if own is not None:
+            return own
         if self.fallback is None:
             return NoResource()
         child: IResource = self.fallback.getChildWithDefault(path, request)

@@ -296,15 +296,27 @@ def makeService(config: Options) -> service.MultiService:
     for path, token, factory in config["protocols"]:
         targets.setdefault(tuple(path), UpgradeRegistry()).register(token, factory)
     required = {tuple(path) for path in config["required"]}
-    for key, registry in targets.items():
+
+    def upgradeAt(
+        existing: Any, registry: UpgradeRegistry, key: tuple[bytes, ...]
+    ) -> UpgradeResource:
+        fallback = None if key in required else existing
+        upgrade = UpgradeResource(
+            registry, fallback, advertise=config["advertise"], logDecisions=True
+        )
+        if fallback is None:
+            # No fallback, but what is mounted below stays reachable.
+            for name, child in getattr(existing, "children", {}).items():
+                upgrade.putChild(name, child)
+        return upgrade
+
+    # Deeper paths first: a mount at /ws/raw is then below the one at /ws.
+    for key, registry in sorted(targets.items(), key=lambda item: -len(item[0])):
         _mount(
             root,
             list(key),
-            lambda existing, registry=registry, key=key: UpgradeResource(
-                registry,
-                None if key in required else existing,
-                advertise=config["advertise"],
-                logDecisions=True,
+            lambda existing, registry=registry, key=key: upgradeAt(
+                existing, registry, key
             ),
         )
     if config["tlsOnly"]:
