@@ -739,6 +739,20 @@ class TreeTests(SiteTestCase):
             [response], _ = parseResponses(bad.value())
             self.assertEqual(response.code, 403)
 
+    def test_allowedOriginLiteral(self) -> None:
+        """
+        Only C{*} is special in C{--allowed-origin}: a pattern with regular
+        expression characters starts the server (no traceback), and an IPv6
+        origin matches itself.
+        """
+        served = self.serve(
+            "--allowed-origin", "[", "--allowed-origin", "http://[::1]:*"
+        )
+        good = served.send(
+            handshake(b"/ws/echo", extra=[(b"Origin", b"http://[::1]:8080")])
+        )
+        self.assertTrue(good.value().startswith(SWITCHED_WEBSOCKET), good.value())
+
     def test_anyOriginByDefault(self) -> None:
         """
         Without C{--allowed-origin}, any origin may open the demo's socket.

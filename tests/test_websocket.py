@@ -252,6 +252,19 @@ class HandshakeTests(Base):
         self.send(handshake(extra=[(b"Origin", b"null")]))
         self.assertEqual(self.transport.value(), SWITCHED)
 
+    def test_originPatternsLiteral(self) -> None:
+        """
+        In the target's origin patterns only C{*} is special: an IPv6
+        origin in brackets matches itself, and C{[} is no error.
+        """
+        self.serve(allowedOrigins=["http://[::1]:8080", "["])
+        self.send(handshake(extra=[(b"Origin", b"http://[::1]:8080")]))
+        self.assertEqual(self.transport.value(), SWITCHED)
+        self.serve(allowedOrigins=["http://[::1]:8080", "["])
+        self.send(handshake(extra=[(b"Origin", b"http://1:8080")]))
+        [response], _ = parseResponses(self.transport.value())
+        self.assertEqual(response.code, 403)
+
     def test_originOptionOnTarget(self) -> None:
         self.serve(allowedOrigins=["http://mine.example:*"])
         self.send(handshake(extra=[(b"Origin", b"http://other.example")]))

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 from weakref import WeakKeyDictionary
 
 import txaio
-from autobahn.util import wildcards2patterns
 from autobahn.websocket import protocol as _protocolModule
 from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
 from autobahn.websocket.protocol import (
@@ -115,7 +115,7 @@ class WebSocketUpgrade:
     ) -> None:
         self.factory = factory
         self._originPatterns: Any = (
-            wildcards2patterns([o for o in allowedOrigins if o != "null"])
+            _wildcardPatterns([o for o in allowedOrigins if o != "null"])
             if allowedOrigins is not None
             else None
         )
@@ -220,8 +220,14 @@ class WebSocketUpgrade:
             allowed = allowNull
         else:
             port = getattr(request.host, "port", None)
+            scheme, host, originPort = origin
             allowed = _is_same_origin(
                 origin, "https" if request.secure else "http", port, patterns
+            ) or (
+                # autobahn matches an IPv6 host without its brackets; the
+                # origin as the browser sends it matches too.
+                ":" in host
+                and any(p.match(f"{scheme}://[{host}]:{originPort}") for p in patterns)
             )
         if not allowed:
             raise HandshakeError(403, f"origin {handshake.origin!r} not allowed")
@@ -339,6 +345,19 @@ class WebSocketUpgrade:
         extension: Any = PERMESSAGE_COMPRESSION_EXTENSION[accepted.EXTENSION_NAME]
         compressor = extension["PMCE"].create_from_offer_accept(True, accepted)
         return compressor, accepted.get_extension_string()
+
+
+def _wildcardPatterns(wildcards: Sequence[str]) -> list[re.Pattern[str]]:
+    """
+    Origin patterns in autobahn's wildcard syntax (C{*} matches anything),
+    with every other character literal: autobahn's own conversion escapes
+    only dots, so C{http://[::1]:8080} never matches and C{[} cannot be
+    compiled.
+    """
+    return [
+        re.compile("^" + ".*".join(map(re.escape, wildcard.split("*"))) + "$")
+        for wildcard in wildcards
+    ]
 
 
 def _splitTarget(uri: bytes) -> SplitResult:
