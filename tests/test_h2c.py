@@ -300,10 +300,28 @@ class H2CDeclineTests(H2CBase):
             h2cRequest(good, upgrade=b"h2"),  # H5
             h2cRequest(good, version=b"HTTP/1.0"),  # S9
             h2cRequest(good, method=b"POST", body=b"x" * (64 * 1024 + 1)),  # H7
+            # Two Host lines: HTTP/1.1 and :authority would disagree.
+            h2cRequest(good, extra=[(b"Host", b"other.example")]),
         ]
         for raw in cases:
             self.declined(raw)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_bodyLimitAbove1MiB(self) -> None:
+        """
+        An h2c body limit above 1 MiB is the limit: such a body is carried
+        into stream 1.
+        """
+        site = UpgradeSite(
+            self.show, h2c=True, h2cMaxBodySize=4 * 1024 * 1024, reactor=self.clock
+        )
+        site.logFile = ListLog()
+        self.connect(site)
+        settings = self.client.initiate_upgrade_connection()
+        body = b"x" * (1024 * 1024 + 1)
+        self.server.dataReceived(h2cRequest(settings, method=b"POST", body=body))
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 101 "))
+        self.transport.abortConnection()
 
     def test_parseSettings(self) -> None:
         self.assertEqual(parseHTTP2Settings(b""), {})
@@ -336,6 +354,72 @@ class PriorKnowledgeTests(H2CBase):
             self.server.dataReceived(bytes([byte]))
         events = self.client.receive_data(self.flush())
         self.assertEqual(self.response(events)[1], b"GET /pk HTTP/2 body=")
+
+    def runDueCalls(self, limit: int = 1000) -> None:
+        """
+        Run the calls due on the clock one by one, failing (rather than
+        looping forever, as C{Clock.advance} would) if the server keeps
+        scheduling new ones.
+        """
+        for _ in range(limit):
+            due = [c for c in self.clock.calls if c.getTime() <= self.clock.seconds()]
+            if not due:
+                return
+            call = due[0]
+            self.clock.calls.remove(call)
+            call.called = True
+            call.func(*call.args, **call.kw)
+        self.fail("the server keeps scheduling itself with nothing to send")
+
+    def test_shutWindowWaits(self) -> None:
+        """
+        A client that does not open its flow-control window (no
+        WINDOW_UPDATE) gets what the window allows, and the server then
+        waits, with nothing scheduled (Twisted's own loop reschedules
+        itself at once until the window opens: 100% CPU). Each update lets
+        more through, to the end of the response.
+        """
+        size = 1024 * 1024
+
+        class Big(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                return b"x" * size
+
+        site = UpgradeSite(Big(), h2c=True, reactor=self.clock)
+        site.logFile = ListLog()
+        self.connect(site)
+        self.client.initiate_connection()
+        self.client.send_headers(
+            1,
+            [
+                (b":method", b"GET"),
+                (b":path", b"/"),
+                (b":scheme", b"http"),
+                (b":authority", b"example.com"),
+            ],
+            end_stream=True,
+        )
+        self.server.dataReceived(self.client.data_to_send())
+        body = b""
+        ended = False
+        for _ in range(200):
+            self.runDueCalls()
+            events = self.client.receive_data(self.transport.value())
+            self.transport.clear()
+            for event in events:
+                if isinstance(event, DataReceived):
+                    body += event.data
+                    self.client.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+                ended = ended or isinstance(event, StreamEnded)
+            if ended:
+                break
+            self.server.dataReceived(self.client.data_to_send())
+        self.assertTrue(ended)
+        self.assertEqual(len(body), size)
 
     def test_http11Unaffected(self) -> None:
         self.server.dataReceived(b"P")

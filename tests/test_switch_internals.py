@@ -286,6 +286,22 @@ class InternalsTests(SynchronousTestCase):
         self.assertIn("_encoder", ServerRequest.process.__code__.co_names)
         self.assertIsNone(ServerRequest._encoder)
 
+    def test_http2SendingLoop(self) -> None:
+        """
+        The HTTP/2 sending loop that L{upgrade_plugin._switch._H2Connection}
+        makes wait on a shut flow-control window: its queues, priority tree,
+        restart Deferred and end-of-stream marker.
+        """
+        from twisted.web import _http2
+
+        names = _http2.H2Connection._sendPrioritisedData.__code__.co_names
+        for name in ("priority", "_outboundStreamQueues", "_sendingDeferred"):
+            self.assertIn(name, names)
+        self.assertIn("_END_STREAM_SENTINEL", names)
+        self.assertIn(
+            "unblock", _http2.H2Connection._handleWindowUpdate.__code__.co_names
+        )
+
     def test_handleStar(self) -> None:
         """
         twisted.web answers a request whose target is C{*} in

@@ -1093,6 +1093,7 @@ class BadValueTests(SynchronousTestCase):
         A C{--h2c-max-body} that is not a number.
         """
         self.assertUsageError(["--h2c-max-body", "lots"], "--h2c-max-body")
+        self.assertUsageError(["--h2c-max-body", "-1"], "--h2c-max-body")
 
 
 # What building the wheel must not copy from a working tree.

@@ -28,7 +28,11 @@ This is the ONLY module that touches twisted.web internals. It relies on:
     C{OPTIONS *} without traversing resources;
   - for h2c, C{twisted.web._http2.H2Connection}: its C{conn} (the h2 state
     machine), C{_requestReceived} and C{_requestEnded}, C{streams}, and
-    C{H2Stream._request}, to make the upgraded request stream 1.
+    C{H2Stream._request}, to make the upgraded request stream 1; and its
+    sending loop (C{_sendPrioritisedData}, C{_handleWindowUpdate},
+    C{_outboundStreamQueues}, C{_END_STREAM_SENTINEL}, C{priority},
+    C{_sendingDeferred}), so that a stream with a shut flow-control window
+    waits instead of spinning.
 
 Supported Twisted: L{SUPPORTED_TWISTED}. C{tests/test_switch_internals.py}
 pins each of these.
@@ -53,7 +57,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import BaseProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._http2 import H2Connection
+from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 from twisted.web.resource import _IEncodingResource
 from twisted.web.server import Request as ServerRequest
@@ -593,7 +597,39 @@ def _stream1Headers(request: UpgradeRequest) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-class _UpgradedH2Connection(H2Connection):
+class _H2Connection(H2Connection):
+    """
+    Twisted's HTTP/2 connection, with its sending loop waiting on a stream
+    whose flow-control window is shut.
+
+    Twisted's loop (C{_sendPrioritisedData}, 25.5 to 26.10) keeps such a
+    stream in its priority tree and reschedules itself with C{callLater(0)}
+    until the client opens the window: a client that never does (a
+    WINDOW_UPDATE-less reader) keeps the server at 100% CPU. Here the
+    stream is blocked until a WINDOW_UPDATE, which Twisted's handler
+    unblocks, and the update restarts the loop if it was waiting.
+    """
+
+    def _sendPrioritisedData(self, *args: Any) -> None:
+        super()._sendPrioritisedData(*args)
+        for streamID, queue in self._outboundStreamQueues.items():
+            if (
+                queue
+                # An END_STREAM needs no window.
+                and queue[0] is not _END_STREAM_SENTINEL
+                and self.conn.local_flow_control_window(streamID) <= 0
+            ):
+                self.priority.block(streamID)
+
+    def _handleWindowUpdate(self, event: Any) -> None:
+        super()._handleWindowUpdate(event)
+        waiting = self._sendingDeferred
+        if waiting is not None:
+            self._sendingDeferred = None
+            waiting.callback(event.stream_id)
+
+
+class _UpgradedH2Connection(_H2Connection):
     """
     Twisted's HTTP/2 connection, started by an h2c upgrade: the server
     preface reflects C{HTTP2-Settings}, and the request that asked for the
@@ -679,7 +715,7 @@ def h2cConnection(site: Any, *, settings: bytes, request: UpgradeRequest) -> IPr
     return protocol
 
 
-class _PriorKnowledgeH2Connection(H2Connection):
+class _PriorKnowledgeH2Connection(_H2Connection):
     """
     Twisted's HTTP/2 connection, registered as the transport's producer as
     it is after ALPN.

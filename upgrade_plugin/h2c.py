@@ -73,7 +73,8 @@ class H2CUpgrade:
     Declined (the request is answered over HTTP/1.1) unless: the connection
     is cleartext, the request is HTTP/1.1, C{Connection} lists both
     C{upgrade} and C{HTTP2-Settings}, exactly one C{HTTP2-Settings} carries a
-    valid SETTINGS payload, and the body is at most C{maxBodySize} bytes.
+    valid SETTINGS payload, there is at most one C{Host}, and the body is at
+    most C{maxBodySize} bytes.
 
     @param site: the L{twisted.web.server.Site} to serve over HTTP/2.
     @param maxBodySize: the largest request body to carry into stream 1.
@@ -89,7 +90,9 @@ class H2CUpgrade:
         if b"http2-settings" not in connectionOptions(request.header(b"connection")):
             return Decline()
         values = request.header(b"http2-settings")
-        if len(values) != 1:
+        if len(values) != 1 or len(request.header(b"host")) > 1:
+            # Several Host lines (a 400 in RFC 9112 §3.2): twisted.web takes
+            # the last, :authority would take the first; stay in HTTP/1.1.
             return Decline()
         settings = parseHTTP2Settings(values[0])
         if settings is None or len(request.body) > self.maxBodySize:

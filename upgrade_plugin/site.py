@@ -64,7 +64,12 @@ def _upgradeAsterisk(request: Any) -> bool:
         return False
     request.postpath = []
     request.render(
-        UpgradeResource(site.upgradeRegistry, _ASTERISK, logDecisions=site.logDecisions)
+        UpgradeResource(
+            site.upgradeRegistry,
+            _ASTERISK,
+            logDecisions=site.logDecisions,
+            maxBodySize=site._maxBodySize,
+        )
     )
     return True
 
@@ -114,6 +119,9 @@ class UpgradeSite(Site):
         )
         self.h2c = h2c
         self.logDecisions = logDecisions
+        # Bodies up to h2c's own limit reach H2CUpgrade (UpgradeResource's
+        # default would cut them at 1 MiB).
+        self._maxBodySize = max(1024 * 1024, h2cMaxBodySize)
         # Answers what can never be a request at once, and (with h2c) takes
         # HTTP/2 with prior knowledge (RFC 9113 §3.3) on the same port.
         self.protocol = upgradeSiteChannelFactory  # type: ignore[method-assign]
@@ -126,6 +134,9 @@ class UpgradeSite(Site):
         target = super().getResourceFor(request)
         if len(self.upgradeRegistry) and request.requestHeaders.hasHeader(b"upgrade"):
             return UpgradeResource(
-                self.upgradeRegistry, target, logDecisions=self.logDecisions
+                self.upgradeRegistry,
+                target,
+                logDecisions=self.logDecisions,
+                maxBodySize=self._maxBodySize,
             )
         return target

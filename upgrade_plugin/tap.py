@@ -206,6 +206,8 @@ class Options(usage.Options):
             self["h2c-max-body"] = int(self["h2c-max-body"])
         except ValueError:
             raise usage.UsageError("--h2c-max-body takes a number of bytes") from None
+        if self["h2c-max-body"] < 0:
+            raise usage.UsageError("--h2c-max-body takes a number of bytes, not < 0")
         self["tls"] = None
         if self["tls-key"] and not self["tls-certificate"]:
             raise usage.UsageError("--tls-key needs --tls-certificate")
