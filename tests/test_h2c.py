@@ -521,6 +521,49 @@ class UpgradeSiteTests(SynchronousTestCase):
             (response.code, response.header(b"content-length")), (200, [b"0"])
         )
 
+    def test_asteriskUpgradeWithRequestFactorySetLater(self) -> None:
+        """
+        A request factory set on the site after it is made still sends
+        C{OPTIONS *} offers to the registry, and is used.
+        """
+        from twisted.web.server import Request
+
+        made: list[Any] = []
+
+        class Mine(Request):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                made.append(self)
+
+        registry = UpgradeRegistry()
+        registry.register("bar", RecorderFactory())
+        site = UpgradeSite(self.root, registry, reactor=Clock())
+        site.requestFactory = Mine
+        site.requestFactory = site.requestFactory  # made so once only
+        raw = b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n"
+        answer = self.exchange(site, raw + b"Upgrade: bar\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 101 "), answer[:40])
+        self.assertEqual(len(made), 1)
+        self.assertIsInstance(made[0], Mine)
+        self.assertIs(type(made[0]).__mro__[1], Mine)
+
+    def test_subclassProtocolKept(self) -> None:
+        """
+        A subclass that sets its own C{protocol} keeps it.
+        """
+        from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+
+        class Mine(HTTPChannel):
+            pass
+
+        class MySite(UpgradeSite):
+            @staticmethod
+            def protocol() -> Any:
+                return _GenericHTTPChannelProtocol(Mine())
+
+        server: Any = MySite(self.root, reactor=Clock()).buildProtocol(PEER)
+        self.assertIsInstance(server._channel, Mine)
+
 
 class AccessLogTests(SynchronousTestCase):
     """

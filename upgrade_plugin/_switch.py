@@ -838,9 +838,14 @@ def asteriskAware(requestFactory: Any, handle: Callable[[Any], bool]) -> Any:
     C{handle} returns C{False}. Other requests pay nothing. A factory that
     is not a C{twisted.web.server.Request} subclass is returned as it is.
     """
-    if not (
-        isinstance(requestFactory, type) and issubclass(requestFactory, ServerRequest)
+    if (
+        not (
+            isinstance(requestFactory, type)
+            and issubclass(requestFactory, ServerRequest)
+        )
+        or requestFactory.__dict__.get("_asteriskHandler") is handle
     ):
+        # Not a twisted.web request, or made so already.
         return requestFactory
 
     def _handleStar(self: Any) -> None:
@@ -848,5 +853,7 @@ def asteriskAware(requestFactory: Any, handle: Callable[[Any], bool]) -> Any:
             requestFactory._handleStar(self)
 
     return type(
-        requestFactory.__name__, (requestFactory,), {"_handleStar": _handleStar}
+        requestFactory.__name__,
+        (requestFactory,),
+        {"_handleStar": _handleStar, "_asteriskHandler": handle},
     )

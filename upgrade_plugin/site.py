@@ -111,7 +111,8 @@ class UpgradeSite(Site):
     ) -> None:
         siteArguments.setdefault("logFormatter", upgradeLogFormatter)
         super().__init__(resource, **siteArguments)
-        self.requestFactory = asteriskAware(self.requestFactory, _upgradeAsterisk)
+        if "requestFactory" not in vars(self):
+            self.requestFactory = Site.requestFactory
         # The site's own copy: h2c, which belongs to this site only, must
         # not leak into a registry the caller shares with other sites.
         self.upgradeRegistry = (
@@ -122,13 +123,21 @@ class UpgradeSite(Site):
         # Bodies up to h2c's own limit reach H2CUpgrade (UpgradeResource's
         # default would cut them at 1 MiB).
         self._maxBodySize = max(1024 * 1024, h2cMaxBodySize)
-        # Answers what can never be a request at once, and (with h2c) takes
-        # HTTP/2 with prior knowledge (RFC 9113 §3.3) on the same port.
-        self.protocol = upgradeSiteChannelFactory  # type: ignore[method-assign]
+        if type(self).protocol is Site.protocol:
+            # Answers what can never be a request at once, and (with h2c)
+            # takes HTTP/2 with prior knowledge (RFC 9113 §3.3) on the same
+            # port. A subclass's own protocol is kept.
+            self.protocol = upgradeSiteChannelFactory  # type: ignore[method-assign]
         if h2c:
             self.upgradeRegistry.register(
                 "h2c", H2CUpgrade(self, maxBodySize=h2cMaxBodySize)
             )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "requestFactory":
+            # Whenever it is set: OPTIONS * goes to the registry first.
+            value = asteriskAware(value, _upgradeAsterisk)
+        super().__setattr__(name, value)
 
     def getResourceFor(self, request: Any) -> Any:
         target = super().getResourceFor(request)
