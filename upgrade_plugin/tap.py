@@ -171,8 +171,8 @@ class Options(usage.Options):
 
     def opt_allowed_origin(self, pattern: str) -> None:
         """
-        Accept WebSocket handshakes from this Origin (autobahn wildcard
-        pattern, e.g. https://*.example.com:*); repeatable. Others get 403.
+        Accept WebSocket handshakes from this Origin (* matches anything,
+        e.g. https://*.example.com:*); repeatable. Others get 403.
         """
         self["origins"].append(pattern)
 

@@ -103,10 +103,11 @@ class WebSocketUpgrade:
     Upgrade to WebSocket with autobahn protocols built by C{factory}.
 
     @param factory: an autobahn C{WebSocketServerFactory}.
-    @param allowedOrigins: C{Origin} patterns to accept (autobahn's wildcard
-        syntax, e.g. C{"https://*.example.com:*"}, and C{"null"} for the
-        opaque origin of sandboxed frames and C{file:} pages); default: the
-        factory's C{allowedOrigins} and C{allowNullOrigin}. A request from
+    @param allowedOrigins: C{Origin} patterns to accept (C{*} matches
+        anything, every other character is literal, e.g.
+        C{"https://*.example.com:*"}; C{"null"} for the opaque origin of
+        sandboxed frames and C{file:} pages); default: the factory's
+        C{allowedOrigins} (autobahn's own patterns) and C{allowNullOrigin}. A request from
         another origin gets 403 (RFC 6455 §4.2.2 /origin/, §10.2).
     """
 
