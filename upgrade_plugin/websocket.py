@@ -107,8 +107,9 @@ class WebSocketUpgrade:
         anything, every other character is literal, e.g.
         C{"https://*.example.com:*"}; C{"null"} for the opaque origin of
         sandboxed frames and C{file:} pages); default: the factory's
-        C{allowedOrigins} (autobahn's own patterns) and C{allowNullOrigin}. A request from
-        another origin gets 403 (RFC 6455 §4.2.2 /origin/, §10.2).
+        C{allowedOrigins} (autobahn's own patterns) and C{allowNullOrigin}.
+        A request from another origin gets 403 (RFC 6455 §4.2.2 /origin/,
+        §10.2).
     """
 
     def __init__(
