@@ -110,6 +110,21 @@ class H2CBase(SynchronousTestCase):
         self.server.makeConnection(self.transport)
         self.client = H2Connection(H2Configuration(client_side=True))
 
+    def requestGet(self, streamID: int, path: bytes) -> None:
+        """
+        Have the client send a GET for C{path} on C{streamID}.
+        """
+        self.client.send_headers(
+            streamID,
+            [
+                (b":method", b"GET"),
+                (b":path", path),
+                (b":scheme", b"http"),
+                (b":authority", b"example.com"),
+            ],
+            end_stream=True,
+        )
+
     def flush(self) -> bytes:
         # Twisted's H2Connection sends DATA from its reactor: our clock.
         for _ in range(10):
@@ -214,16 +229,7 @@ class H2CUpgradeTests(H2CBase):
 
     def test_furtherStreams(self) -> None:
         self.upgrade()
-        self.client.send_headers(
-            3,
-            [
-                (b":method", b"GET"),
-                (b":path", b"/second"),
-                (b":scheme", b"http"),
-                (b":authority", b"example.com"),
-            ],
-            end_stream=True,
-        )
+        self.requestGet(3, b"/second")
         self.server.dataReceived(self.client.data_to_send())
         events = self.client.receive_data(self.flush())
         self.assertEqual(self.response(events, 3)[1], b"GET /second HTTP/2 body=")
@@ -340,16 +346,7 @@ class PriorKnowledgeTests(H2CBase):
 
     def test_priorKnowledge(self) -> None:
         self.client.initiate_connection()
-        self.client.send_headers(
-            1,
-            [
-                (b":method", b"GET"),
-                (b":path", b"/pk"),
-                (b":scheme", b"http"),
-                (b":authority", b"example.com"),
-            ],
-            end_stream=True,
-        )
+        self.requestGet(1, b"/pk")
         for byte in self.client.data_to_send():  # trickled
             self.server.dataReceived(bytes([byte]))
         events = self.client.receive_data(self.flush())
@@ -391,16 +388,7 @@ class PriorKnowledgeTests(H2CBase):
         site.logFile = ListLog()
         self.connect(site)
         self.client.initiate_connection()
-        self.client.send_headers(
-            1,
-            [
-                (b":method", b"GET"),
-                (b":path", b"/"),
-                (b":scheme", b"http"),
-                (b":authority", b"example.com"),
-            ],
-            end_stream=True,
-        )
+        self.requestGet(1, b"/")
         self.server.dataReceived(self.client.data_to_send())
         body = b""
         ended = False

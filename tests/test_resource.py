@@ -182,15 +182,19 @@ class SwitchTests(Base):
         )
         self.assertEqual(self.transport.value(), SWITCHED_FOO)
 
-    def test_targetHeaders(self) -> None:
+    def acceptWithHeaders(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """
+        Serve a target that accepts with C{headers} for the 101, and send it
+        an offer.
+        """
         self.registry.register(
-            "foo/2",
-            Scripted(
-                lambda r: Accept(protocol=Recorder(), headers=[(b"X-Chosen", b"yes")])
-            ),
+            "foo/2", Scripted(lambda r: Accept(protocol=Recorder(), headers=headers))
         )
         self.serve()
         self.send(rawRequest())
+
+    def test_targetHeaders(self) -> None:
+        self.acceptWithHeaders([(b"X-Chosen", b"yes")])
         self.assertEqual(
             self.transport.value(),
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo/2\r\n"
@@ -683,14 +687,7 @@ class SwitchTests(Base):
         A target that tries to accept with an invalid field fails: 500 for
         that request, nothing of the field written, the connection kept.
         """
-        self.registry.register(
-            "foo/2",
-            Scripted(
-                lambda r: Accept(protocol=Recorder(), headers=[(b"X", b"1\r\nY: 2")])
-            ),
-        )
-        self.serve()
-        self.send(rawRequest())
+        self.acceptWithHeaders([(b"X", b"1\r\nY: 2")])
         [response], _ = parseResponses(self.transport.value())
         self.assertEqual(response.code, 500)
         self.assertEqual(response.header(b"y"), [])

@@ -14,7 +14,6 @@ the same write as the request.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import shutil
 import socket
@@ -27,9 +26,8 @@ from types import TracebackType
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet import reactor as _reactor
 from twisted.internet import ssl as ssl_
@@ -47,7 +45,7 @@ from upgrade_plugin import UpgradeRegistry, UpgradeResource, UpgradeSite
 from upgrade_plugin.tls import RequireTLS, TLSUpgrade, contextFactoryFromFiles
 
 from .helpers import rawRequest, requireExternal
-from .tls import certificateAndKeyPEM, listenLoopback, serverOptions
+from .tls import certificateAndKeyPEM, issue, listenLoopback, pem, serverOptions
 
 reactor: Any = _reactor
 
@@ -1132,46 +1130,14 @@ class ContextFromFilesTests(TLSUpgradeTestCase):
         server sends the chain, so a client that trusts only the root
         verifies it.
         """
-        now = datetime.datetime.now(datetime.UTC)
-
-        def issue(name: str, issuer: Any, ca: bool) -> tuple[Any, x509.Certificate]:
-            key = ec.generate_private_key(ec.SECP256R1())
-            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-            signer, issuerName = (key, subject) if issuer is None else issuer
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(issuerName)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
-            )
-            if not ca:
-                builder = builder.add_extension(
-                    x509.SubjectAlternativeName([x509.DNSName("localhost")]), False
-                )
-            return (key, subject), builder.sign(signer, hashes.SHA256())
-
-        (rootKey, rootName), root = issue("root", None, True)
-        (middleKey, middleName), middle = issue("middle", (rootKey, rootName), True)
-        (leafKey, _), leaf = issue("localhost", (middleKey, middleName), False)
-        pem = serialization.Encoding.PEM
+        root = issue("root", ca=True)
+        middle = issue("middle", root, ca=True)
+        leafKey, leaf = issue("localhost", middle)
         factory = contextFactoryFromFiles(
-            self.write(
-                "fullchain.pem", leaf.public_bytes(pem) + middle.public_bytes(pem)
-            ),
-            self.write(
-                "key.pem",
-                leafKey.private_bytes(
-                    pem,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                ),
-            ),
+            self.write("chain.pem", pem(certificate=leaf) + pem(certificate=middle[1])),
+            self.write("key.pem", pem(key=leafKey)),
         )
-        client = ssl.create_default_context(cadata=root.public_bytes(pem).decode())
+        client = ssl.create_default_context(cadata=pem(certificate=root[1]).decode())
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         clientTLS = client.wrap_bio(incoming, outgoing, server_hostname="localhost")
         server = SSL.Connection(factory.getContext(), None)

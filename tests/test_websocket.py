@@ -388,6 +388,22 @@ class OneConnectionBase(Base):
         [response], _ = parseResponses(transport.value())
         return response.code, response.body
 
+    def waitOnce(self) -> list[Deferred[Any]]:
+        """
+        Make C{onConnect} wait on a Deferred the first time (it is appended
+        to the list returned), and accept at once after that.
+        """
+        waiting: list[Deferred[Any]] = []
+
+        def choose(request: Any) -> Deferred[Any] | None:
+            if waiting:
+                return None
+            waiting.append(Deferred())
+            return waiting[-1]
+
+        self.factory.choose = choose
+        return waiting
+
 
 class MaxConnectionsTests(OneConnectionBase):
     """
@@ -431,15 +447,7 @@ class MaxConnectionsTests(OneConnectionBase):
     def test_deniedHandshakeFreesPlace(self) -> None:
         from autobahn.websocket.types import ConnectionDeny
 
-        waiting: list[Deferred[Any]] = []
-
-        def choose(request: Any) -> Deferred[Any] | None:
-            if waiting:
-                return None
-            waiting.append(Deferred())
-            return waiting[-1]
-
-        self.factory.choose = choose
+        waiting = self.waitOnce()
         self.serve()
         self.send(handshake())
         waiting[0].errback(ConnectionDeny(403, "no"))
@@ -455,18 +463,6 @@ class AsyncOnConnectTests(OneConnectionBase):
     is freed, and the protocol is closed (C{onClose}) as autobahn's own
     server closes one whose opening handshake failed.
     """
-
-    def waitOnce(self) -> list[Deferred[Any]]:
-        waiting: list[Deferred[Any]] = []
-
-        def choose(request: Any) -> Deferred[Any] | None:
-            if waiting:
-                return None
-            waiting.append(Deferred())
-            return waiting[-1]
-
-        self.factory.choose = choose
-        return waiting
 
     def closes(self) -> list[Any]:
         return self.events("close")

@@ -23,25 +23,37 @@ from twisted.trial.unittest import SynchronousTestCase
 reactor: Any = _reactor
 
 
-@cache
-def certificateAndKeyPEM() -> tuple[bytes, bytes]:
+def issue(
+    name: str,
+    issuer: tuple[Any, x509.Certificate] | None = None,
+    *,
+    ca: bool = False,
+) -> tuple[Any, x509.Certificate]:
     """
-    A self-signed certificate for C{localhost} and 127.0.0.1, and its key.
+    A key and a certificate for C{name}, signed by C{issuer} (its key and
+    certificate) or self-signed; a leaf (not C{ca}) is for C{localhost} and
+    127.0.0.1.
     """
     import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signer, issuerName = (
+        (key, subject) if issuer is None else (issuer[0], issuer[1].subject)
+    )
     now = datetime.datetime.now(datetime.UTC)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(subject)
+        .issuer_name(issuerName)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
+    )
+    if not ca or issuer is None:
+        builder = builder.add_extension(
             x509.SubjectAlternativeName(
                 [
                     x509.DNSName("localhost"),
@@ -50,17 +62,32 @@ def certificateAndKeyPEM() -> tuple[bytes, bytes]:
             ),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        certificate.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
+    return key, builder.sign(signer, hashes.SHA256())
+
+
+def pem(key: Any = None, certificate: x509.Certificate | None = None) -> bytes:
+    """
+    C{certificate} and/or C{key} as PEM.
+    """
+    data = b""
+    if certificate is not None:
+        data += certificate.public_bytes(serialization.Encoding.PEM)
+    if key is not None:
+        data += key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        ),
-    )
+        )
+    return data
+
+
+@cache
+def certificateAndKeyPEM() -> tuple[bytes, bytes]:
+    """
+    A self-signed certificate for C{localhost} and 127.0.0.1, and its key.
+    """
+    key, certificate = issue("localhost", ca=True)
+    return pem(certificate=certificate), pem(key=key)
 
 
 def serverOptions() -> ssl.CertificateOptions:
