@@ -17,6 +17,7 @@ from h2.events import (
     ResponseReceived,
     StreamEnded,
 )
+from h2.settings import SettingCodes
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
@@ -368,15 +369,14 @@ class PriorKnowledgeTests(H2CBase):
             call.func(*call.args, **call.kw)
         self.fail("the server keeps scheduling itself with nothing to send")
 
-    def test_shutWindowWaits(self) -> None:
+    SIZE = 1024 * 1024
+
+    def bigResponse(self) -> None:
         """
-        A client that does not open its flow-control window (no
-        WINDOW_UPDATE) gets what the window allows, and the server then
-        waits, with nothing scheduled (Twisted's own loop reschedules
-        itself at once until the window opens: 100% CPU). Each update lets
-        more through, to the end of the response.
+        Connect to a site answering 1 MiB, and request it by prior
+        knowledge.
         """
-        size = 1024 * 1024
+        size = self.SIZE
 
         class Big(Resource):
             isLeaf = True
@@ -388,10 +388,16 @@ class PriorKnowledgeTests(H2CBase):
         site.logFile = ListLog()
         self.connect(site)
         self.client.initiate_connection()
+
+    def readAll(self, openWindow: Any) -> bytes:
+        """
+        Read stream 1 to its end, calling C{openWindow(event)} for each
+        DATA event to let the client open its window; fail if the server
+        keeps scheduling itself meanwhile.
+        """
         self.requestGet(1, b"/")
         self.server.dataReceived(self.client.data_to_send())
         body = b""
-        ended = False
         for _ in range(200):
             self.runDueCalls()
             events = self.client.receive_data(self.transport.value())
@@ -399,15 +405,46 @@ class PriorKnowledgeTests(H2CBase):
             for event in events:
                 if isinstance(event, DataReceived):
                     body += event.data
-                    self.client.acknowledge_received_data(
-                        event.flow_controlled_length, event.stream_id
-                    )
-                ended = ended or isinstance(event, StreamEnded)
-            if ended:
-                break
+                    openWindow(event)
+                if isinstance(event, StreamEnded):
+                    return body
             self.server.dataReceived(self.client.data_to_send())
-        self.assertTrue(ended)
-        self.assertEqual(len(body), size)
+        self.fail(f"the response stopped after {len(body)} bytes")
+
+    def test_shutWindowWaits(self) -> None:
+        """
+        A client that does not open its flow-control window gets what the
+        window allows, and the server then waits, with nothing scheduled
+        (Twisted's own loop reschedules itself at once until the window
+        opens: 100% CPU). Each WINDOW_UPDATE lets more through, to the end
+        of the response.
+        """
+        self.bigResponse()
+        body = self.readAll(
+            lambda event: self.client.acknowledge_received_data(
+                event.flow_controlled_length, event.stream_id
+            )
+        )
+        self.assertEqual(len(body), self.SIZE)
+
+    def test_shutWindowOpenedBySettings(self) -> None:
+        """
+        A stream window opened by raising SETTINGS_INITIAL_WINDOW_SIZE (no
+        WINDOW_UPDATE for the stream) lets the rest through too.
+        """
+        self.bigResponse()
+        self.client.increment_flow_control_window(2 * self.SIZE)
+        raised: list[bool] = []
+
+        def openWindow(event: Any) -> None:
+            if not raised:
+                raised.append(True)
+                self.client.update_settings(
+                    {SettingCodes.INITIAL_WINDOW_SIZE: 2 * self.SIZE}
+                )
+
+        body = self.readAll(openWindow)
+        self.assertEqual(len(body), self.SIZE)
 
     def test_http11Unaffected(self) -> None:
         self.server.dataReceived(b"P")

@@ -29,10 +29,10 @@ This is the ONLY module that touches twisted.web internals. It relies on:
   - for h2c, C{twisted.web._http2.H2Connection}: its C{conn} (the h2 state
     machine), C{_requestReceived} and C{_requestEnded}, C{streams}, and
     C{H2Stream._request}, to make the upgraded request stream 1; and its
-    sending loop (C{_sendPrioritisedData}, C{_handleWindowUpdate},
-    C{_outboundStreamQueues}, C{_END_STREAM_SENTINEL}, C{priority},
-    C{_sendingDeferred}), so that a stream with a shut flow-control window
-    waits instead of spinning.
+    sending loop (C{_sendPrioritisedData}, C{_outboundStreamQueues},
+    C{_END_STREAM_SENTINEL}, C{priority}, C{_sendingDeferred},
+    C{H2Stream.windowUpdated}), so that a stream with a shut flow-control
+    window waits instead of spinning.
 
 Supported Twisted: L{SUPPORTED_TWISTED}. C{tests/test_switch_internals.py}
 pins each of these.
@@ -606,9 +606,13 @@ class _H2Connection(H2Connection):
     stream in its priority tree and reschedules itself with C{callLater(0)}
     until the client opens the window: a client that never does (a
     WINDOW_UPDATE-less reader) keeps the server at 100% CPU. Here the
-    stream is blocked until a WINDOW_UPDATE, which Twisted's handler
-    unblocks, and the update restarts the loop if it was waiting.
+    stream is blocked, and unblocked (the loop restarted) once whatever the
+    client sent opens its window: a WINDOW_UPDATE, or SETTINGS raising
+    SETTINGS_INITIAL_WINDOW_SIZE (which h2 reports only as a settings
+    change, and Twisted ignores).
     """
+
+    _shutWindows: set[int] | None = None
 
     def _sendPrioritisedData(self, *args: Any) -> None:
         super()._sendPrioritisedData(*args)
@@ -620,13 +624,28 @@ class _H2Connection(H2Connection):
                 and self.conn.local_flow_control_window(streamID) <= 0
             ):
                 self.priority.block(streamID)
+                if self._shutWindows is None:
+                    self._shutWindows = set()
+                self._shutWindows.add(streamID)
 
-    def _handleWindowUpdate(self, event: Any) -> None:
-        super()._handleWindowUpdate(event)
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        shut = self._shutWindows
+        if not shut:
+            return
+        opened = False
+        for streamID in list(shut):
+            if streamID not in self._outboundStreamQueues:
+                shut.discard(streamID)
+            elif self.conn.local_flow_control_window(streamID) > 0:
+                shut.discard(streamID)
+                self.priority.unblock(streamID)
+                self.streams[streamID].windowUpdated()
+                opened = True
         waiting = self._sendingDeferred
-        if waiting is not None:
+        if opened and waiting is not None:
             self._sendingDeferred = None
-            waiting.callback(event.stream_id)
+            waiting.callback(None)
 
 
 class _UpgradedH2Connection(_H2Connection):
