@@ -21,7 +21,7 @@ from h2.settings import SettingCodes
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 from upgrade_plugin import UpgradeRegistry, UpgradeResource, UpgradeSite
 from upgrade_plugin.h2c import parseHTTP2Settings
@@ -446,6 +446,41 @@ class PriorKnowledgeTests(H2CBase):
         body = self.readAll(openWindow)
         self.assertEqual(len(body), self.SIZE)
 
+    def test_writeWhileWindowShut(self) -> None:
+        """
+        Data a resource writes while the client's window is shut goes out
+        as soon as the window opens, not only when the response ends.
+        """
+        requests: list[Any] = []
+
+        class Later(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> Any:
+                requests.append(request)
+                return NOT_DONE_YET
+
+        site = UpgradeSite(Later(), h2c=True, reactor=self.clock)
+        site.logFile = ListLog()
+        self.connect(site)
+        self.client.initiate_connection()
+        self.client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        self.requestGet(1, b"/")
+        self.server.dataReceived(self.client.data_to_send())
+        self.runDueCalls()
+        [request] = requests
+        request.write(b"x" * 100)
+        self.runDueCalls()
+        self.client.receive_data(self.transport.value())
+        self.transport.clear()
+        self.client.increment_flow_control_window(1000, stream_id=1)
+        self.server.dataReceived(self.client.data_to_send())
+        self.runDueCalls()
+        events = self.client.receive_data(self.transport.value())
+        self.assertEqual(self.response(events)[1], b"x" * 100)
+        request.finish()
+        self.runDueCalls()
+
     def test_http11Unaffected(self) -> None:
         self.server.dataReceived(b"P")
         self.server.dataReceived(
@@ -571,6 +606,22 @@ class UpgradeSiteTests(SynchronousTestCase):
         self.assertEqual(len(made), 1)
         self.assertIsInstance(made[0], Mine)
         self.assertIs(type(made[0]).__mro__[1], Mine)
+
+    def test_subclassRequestFactoryKept(self) -> None:
+        """
+        A subclass's own C{requestFactory} is the one used.
+        """
+        from twisted.web.server import Request
+
+        class Mine(Request):
+            pass
+
+        class MySite(UpgradeSite):
+            requestFactory = Mine
+
+        self.assertTrue(
+            issubclass(MySite(self.root, reactor=Clock()).requestFactory, Mine)
+        )
 
     def test_subclassProtocolKept(self) -> None:
         """

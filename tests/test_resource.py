@@ -549,10 +549,13 @@ class SwitchTests(Base):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertTrue(self.transport.disconnecting)
 
-    def pausingProtocol(self, *, resumeAtOnce: bool = False) -> Recorder:
+    def pausingProtocol(
+        self, *, resumeAtOnce: bool = False, onData: Any = None
+    ) -> Recorder:
         """
         Serve C{foo/2} with a L{Recorder} that pauses its transport in
-        C{connectionMade} (and resumes at once if C{resumeAtOnce}).
+        C{connectionMade} (and resumes at once if C{resumeAtOnce}); it calls
+        C{onData(protocol, data)} for what it receives, if given.
         """
 
         class Pausing(Recorder):
@@ -561,6 +564,11 @@ class SwitchTests(Base):
                 transport.pauseProducing()
                 if resumeAtOnce:
                     transport.resumeProducing()
+
+            def dataReceived(self, data: bytes) -> None:
+                super().dataReceived(data)
+                if onData is not None:
+                    onData(self, data)
 
         protocol = Pausing()
         self.registry.register("foo/2", Scripted(lambda r: Accept(protocol=protocol)))
@@ -606,6 +614,21 @@ class SwitchTests(Base):
         self.assertEqual(protocol.received, [b"early"])
         self.assertEqual(self.transport.producerState, "producing")
 
+    def test_moreBytesWhilePausedQueueBehind(self) -> None:
+        """
+        What the transport still delivers while the protocol keeps it
+        paused (TLS hands on the rest of the records it has already read)
+        queues up behind the held bytes, in order.
+        """
+        protocol = self.pausingProtocol()
+        self.send(rawRequest() + b"early ")
+        delivers: Any = self.transport
+        delivers.protocol.dataReceived(b"more")
+        self.assertEqual(protocol.received, [])
+        self.transport.resumeProducing()
+        self.assertEqual(protocol.data, b"early more")
+        self.assertNotIn("dataReceived", vars(protocol))
+
     def test_earlyBytesAfterPauseAndResume(self) -> None:
         """
         A protocol that pauses and resumes while it connects gets the early
@@ -622,13 +645,9 @@ class SwitchTests(Base):
         A protocol that pauses again as it receives the held bytes keeps
         its transport paused.
         """
-        protocol = self.pausingProtocol()
-
-        def pausingAgain(data: bytes) -> None:
-            protocol.received.append(data)
-            self.transport.pauseProducing()
-
-        protocol.dataReceived = pausingAgain  # type: ignore[method-assign]
+        protocol = self.pausingProtocol(
+            onData=lambda protocol, data: protocol.transport.pauseProducing()
+        )
         self.send(rawRequest() + b"early")
         self.transport.resumeProducing()
         self.assertEqual(protocol.received, [b"early"])
@@ -639,12 +658,11 @@ class SwitchTests(Base):
         An exception in the new protocol as it receives the held bytes is
         handled as at the switch: logged, the connection aborted.
         """
-        protocol = self.pausingProtocol()
 
-        def raising(data: bytes) -> None:
+        def raising(protocol: Any, data: bytes) -> None:
             raise ZeroDivisionError("in the new protocol")
 
-        protocol.dataReceived = raising  # type: ignore[method-assign]
+        self.pausingProtocol(onData=raising)
         self.send(rawRequest() + b"early")
         self.transport.resumeProducing()
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
@@ -680,7 +698,9 @@ class SwitchTests(Base):
                 Accept(protocol=protocol, headers=headers, upgrade=upgrade)
             with self.assertRaises(ValueError):
                 AcceptTLS(contextFactory=None, headers=headers, upgrade=upgrade or b"x")
-        Accept(protocol=protocol, headers=[(b"X-Ok", b"a, b\tc")])
+        once: Any = iter([(b"X-Ok", b"a, b\tc")])
+        accepted = Accept(protocol=protocol, headers=once)
+        self.assertEqual(accepted.headers, ((b"X-Ok", b"a, b\tc"),))
 
     def test_invalidFieldIsServerError(self) -> None:
         """

@@ -696,6 +696,9 @@ class TreeTests(SiteTestCase):
             self.assertEqual(transport.value(), SWITCHED_FOO, extra)
             switched = served.send(handshake(b"/ws")).value()
             self.assertTrue(switched.startswith(b"HTTP/1.1 101 "), extra)
+            # As /ws alone: 426 for it and for what is below it.
+            self.assertEqual(served.get(b"/ws").code, 426, extra)
+            self.assertEqual(served.get(b"/ws/x").code, 426, extra)
 
     def test_advertise(self) -> None:
         """

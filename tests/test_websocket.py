@@ -90,6 +90,25 @@ class TargetURITests(SynchronousTestCase):
         self.assertEqual(self.flushLoggedErrors(), [])
 
 
+class ImportTests(SynchronousTestCase):
+    def test_noReactorInstalled(self) -> None:
+        """
+        Importing the WebSocket target installs no reactor: an application
+        may still install the one it wants (asyncio's, say).
+        """
+        import subprocess
+        import sys
+
+        code = (
+            "import sys, upgrade_plugin.websocket;"
+            " print('twisted.internet.reactor' in sys.modules)"
+        )
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        self.assertEqual(output.strip(), "False")
+
+
 class AcceptKeyTests(SynchronousTestCase):
     def test_rfcSample(self) -> None:
         """

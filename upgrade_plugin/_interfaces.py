@@ -109,6 +109,8 @@ class Accept:
     afterConnect: Callable[[], object] | None = None
 
     def __post_init__(self) -> None:
+        # Kept as a tuple: an iterator would be spent by the check.
+        object.__setattr__(self, "headers", tuple(self.headers))
         _checkFields(self.headers, self.upgrade)
 
 
@@ -131,6 +133,8 @@ class AcceptTLS:
     headers: Sequence[tuple[bytes, bytes]] = ()
 
     def __post_init__(self) -> None:
+        # Kept as a tuple: an iterator would be spent by the check.
+        object.__setattr__(self, "headers", tuple(self.headers))
         _checkFields(self.headers, self.upgrade)
 
 

@@ -432,10 +432,13 @@ def _mayPause(protocol: IProtocol, afterConnect: object, transport: Any) -> bool
     ):
         return False
     attributes = getattr(transport, "__dict__", None)
+    own = getattr(protocol, "__dict__", None)
     return (
         attributes is not None
         and "pauseProducing" not in attributes
         and "resumeProducing" not in attributes
+        and own is not None
+        and "dataReceived" not in own
     )
 
 
@@ -446,7 +449,9 @@ class _HeldBytes:
     does, until its backend is connected): a paused transport delivers
     nothing, so they wait for its C{resumeProducing}. Until then the
     transport's C{pauseProducing} (and, once paused, C{resumeProducing}) is
-    watched: shadowed on the instance, and calling through.
+    watched: shadowed on the instance, and calling through. While they
+    wait, what still arrives (TLS delivers the rest of the records it has
+    already read) queues up behind them, in order.
     """
 
     __slots__ = ("connecting", "data", "paused", "protocol", "transport", "upgrade")
@@ -478,8 +483,12 @@ class _HeldBytes:
             transport.pauseProducing = self._pauseProducing
             transport.resumeProducing()
             return
+        del self.protocol.dataReceived
         transport.resumeProducing()
         _deliver(self.protocol, transport, self.data, self.upgrade)
+
+    def _more(self, data: bytes) -> None:
+        self.data += data
 
     def connected(self) -> None:
         """
@@ -490,6 +499,8 @@ class _HeldBytes:
         if not self.paused:
             del self.transport.pauseProducing
             _deliver(self.protocol, self.transport, self.data, self.upgrade)
+        else:
+            self.protocol.dataReceived = self._more  # type: ignore[method-assign]
 
     def stopWatching(self) -> None:
         """
@@ -597,6 +608,30 @@ def _stream1Headers(request: UpgradeRequest) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+class _ChosenStream:
+    """
+    An h2 priority tree that remembers the stream it last chose.
+    """
+
+    __slots__ = ("chosen", "tree")
+
+    def __init__(self, tree: Any) -> None:
+        self.tree = tree
+        self.chosen: int | None = None
+
+    def __iter__(self) -> _ChosenStream:
+        return self
+
+    def __next__(self) -> int:
+        self.chosen = None
+        chosen: int = next(self.tree)
+        self.chosen = chosen
+        return chosen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tree, name)
+
+
 class _H2Connection(H2Connection):
     """
     Twisted's HTTP/2 connection, with its sending loop waiting on a stream
@@ -606,41 +641,40 @@ class _H2Connection(H2Connection):
     stream in its priority tree and reschedules itself with C{callLater(0)}
     until the client opens the window: a client that never does (a
     WINDOW_UPDATE-less reader) keeps the server at 100% CPU. Here the
-    stream is blocked, and unblocked (the loop restarted) once whatever the
-    client sent opens its window: a WINDOW_UPDATE, or SETTINGS raising
+    stream the loop served is blocked once its window is shut, and after
+    each read every stream with data waiting and an open window is
+    unblocked and the loop restarted: a WINDOW_UPDATE, or SETTINGS raising
     SETTINGS_INITIAL_WINDOW_SIZE (which h2 reports only as a settings
-    change, and Twisted ignores).
+    change, and Twisted ignores), opens it.
     """
 
-    _shutWindows: set[int] | None = None
+    def __init__(self, reactor: Any = None) -> None:
+        super().__init__(reactor)
+        self.priority = _ChosenStream(self.priority)
 
     def _sendPrioritisedData(self, *args: Any) -> None:
+        chooser: Any = self.priority
+        chooser.chosen = None
         super()._sendPrioritisedData(*args)
-        for streamID, queue in self._outboundStreamQueues.items():
-            if (
-                queue
-                # An END_STREAM needs no window.
-                and queue[0] is not _END_STREAM_SENTINEL
-                and self.conn.local_flow_control_window(streamID) <= 0
-            ):
-                self.priority.block(streamID)
-                if self._shutWindows is None:
-                    self._shutWindows = set()
-                self._shutWindows.add(streamID)
+        streamID = chooser.chosen
+        queue = self._outboundStreamQueues.get(streamID)
+        if (
+            queue
+            # An END_STREAM needs no window.
+            and queue[0] is not _END_STREAM_SENTINEL
+            and self.conn.local_flow_control_window(streamID) <= 0
+        ):
+            chooser.block(streamID)
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
-        shut = self._shutWindows
-        if not shut:
-            return
         opened = False
-        for streamID in list(shut):
-            if streamID not in self._outboundStreamQueues:
-                shut.discard(streamID)
-            elif self.conn.local_flow_control_window(streamID) > 0:
-                shut.discard(streamID)
+        for streamID, queue in self._outboundStreamQueues.items():
+            if queue and self.conn.local_flow_control_window(streamID) > 0:
                 self.priority.unblock(streamID)
-                self.streams[streamID].windowUpdated()
+                stream = self.streams.get(streamID)
+                if stream is not None:
+                    stream.windowUpdated()
                 opened = True
         waiting = self._sendingDeferred
         if opened and waiting is not None:

@@ -127,7 +127,9 @@ class UpgradeResource(Resource):
         if own is not None:
             return own
         if self.fallback is None:
-            return NoResource()
+            # Without children this resource is a leaf: it answers for the
+            # paths below it, and still does beside its children.
+            return self
         child: IResource = self.fallback.getChildWithDefault(path, request)
         return child
 

@@ -112,7 +112,7 @@ class UpgradeSite(Site):
         siteArguments.setdefault("logFormatter", upgradeLogFormatter)
         super().__init__(resource, **siteArguments)
         if "requestFactory" not in vars(self):
-            self.requestFactory = Site.requestFactory
+            self.requestFactory = type(self).requestFactory
         # The site's own copy: h2c, which belongs to this site only, must
         # not leak into a registry the caller shares with other sites.
         self.upgradeRegistry = (

@@ -302,7 +302,10 @@ def makeService(config: Options) -> service.MultiService:
     def upgradeAt(
         existing: Any, registry: UpgradeRegistry, key: tuple[bytes, ...]
     ) -> UpgradeResource:
-        fallback = None if key in required else existing
+        # A bare Resource (made here to hold a deeper mount) has nothing to
+        # answer: no fallback, as if this path were mounted alone.
+        bare = type(existing) is Resource
+        fallback = None if key in required or bare else existing
         upgrade = UpgradeResource(
             registry, fallback, advertise=config["advertise"], logDecisions=True
         )

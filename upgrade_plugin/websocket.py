@@ -39,7 +39,6 @@ from autobahn.websocket.protocol import (
     _url_to_origin,
 )
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet import reactor as _reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import (
     CancelledError,
@@ -192,7 +191,11 @@ class WebSocketUpgrade:
 
         timeout = factory.openHandshakeTimeout
         if timeout:
-            chosen.addTimeout(timeout, getattr(factory, "reactor", None) or _reactor)
+            clock: Any = getattr(factory, "reactor", None)
+            if clock is None:
+                # Not at import: importing the plugin must not install one.
+                from twisted.internet import reactor as clock
+            chosen.addTimeout(timeout, clock)
         decision: Deferred[Decision] = chosen.addBoth(decided).addCallback(
             lambda result: self._accept(protocol, handshake, result)
         )
