@@ -96,17 +96,24 @@ class ImportTests(SynchronousTestCase):
         Importing the WebSocket target installs no reactor: an application
         may still install the one it wants (asyncio's, say).
         """
+        import os
         import subprocess
         import sys
+
+        from .helpers import REPO
 
         code = (
             "import sys, upgrade_plugin.websocket;"
             " print('twisted.internet.reactor' in sys.modules)"
         )
-        output = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout
-        self.assertEqual(output.strip(), "False")
+        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        self.assertEqual((result.stdout.strip(), result.stderr), ("False", ""))
 
 
 class AcceptKeyTests(SynchronousTestCase):
