@@ -446,10 +446,10 @@ class PriorKnowledgeTests(H2CBase):
         body = self.readAll(openWindow)
         self.assertEqual(len(body), self.SIZE)
 
-    def test_writeWhileWindowShut(self) -> None:
+    def laterSite(self) -> list[Any]:
         """
-        Data a resource writes while the client's window is shut goes out
-        as soon as the window opens, not only when the response ends.
+        Connect to a site whose resource answers later: the requests it
+        holds.
         """
         requests: list[Any] = []
 
@@ -464,6 +464,14 @@ class PriorKnowledgeTests(H2CBase):
         site.logFile = ListLog()
         self.connect(site)
         self.client.initiate_connection()
+        return requests
+
+    def test_writeWhileWindowShut(self) -> None:
+        """
+        Data a resource writes while the client's window is shut goes out
+        as soon as the window opens, not only when the response ends.
+        """
+        requests = self.laterSite()
         self.client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 0})
         self.requestGet(1, b"/")
         self.server.dataReceived(self.client.data_to_send())
@@ -480,6 +488,30 @@ class PriorKnowledgeTests(H2CBase):
         self.assertEqual(self.response(events)[1], b"x" * 100)
         request.finish()
         self.runDueCalls()
+
+    def test_windowShrunkBelowZero(self) -> None:
+        """
+        SETTINGS lowering the initial window after data went out leaves a
+        stream's window below zero (RFC 9113 §6.9.2): its queued data waits
+        (Twisted's loop would slice a frame to a negative size, and h2
+        refuse to send it, ending the sending loop).
+        """
+        requests = self.laterSite()
+        self.requestGet(1, b"/")
+        self.server.dataReceived(self.client.data_to_send())
+        self.runDueCalls()
+        [request] = requests
+        # The first frame goes out at once; the rest waits for the loop,
+        # and the SETTINGS arrive before it runs.
+        request.write(b"a" * 40000)
+        request.write(b"b" * 30000)
+        sent = len(self.transport.value())
+        self.client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 10000})
+        self.server.dataReceived(self.client.data_to_send())
+        self.runDueCalls()
+        self.assertEqual(self.flushLoggedErrors(), [])
+        # Nothing more than the SETTINGS acknowledgement (9 bytes) went out.
+        self.assertEqual(len(self.transport.value()), sent + 9)
 
     def test_http11Unaffected(self) -> None:
         self.server.dataReceived(b"P")

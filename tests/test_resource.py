@@ -629,6 +629,27 @@ class SwitchTests(Base):
         self.assertEqual(protocol.data, b"early more")
         self.assertNotIn("dataReceived", vars(protocol))
 
+    def test_heldBytesToReboundHandler(self) -> None:
+        """
+        A protocol that binds its own C{dataReceived} as it connects (as
+        twisted.web's own protocols do) gets the held bytes there.
+        """
+        handled: list[bytes] = []
+
+        class Rebinding(Recorder):
+            def connectionMade(self) -> None:
+                transport: Any = self.transport
+                transport.pauseProducing()
+                self.dataReceived = handled.append  # type: ignore[method-assign,assignment]
+
+        protocol = Rebinding()
+        self.registry.register("foo/2", Scripted(lambda r: Accept(protocol=protocol)))
+        self.serve()
+        self.send(rawRequest() + b"early")
+        self.transport.resumeProducing()
+        self.assertEqual(handled, [b"early"])
+        self.assertEqual(protocol.received, [])
+
     def test_earlyBytesAfterPauseAndResume(self) -> None:
         """
         A protocol that pauses and resumes while it connects gets the early

@@ -146,6 +146,17 @@ resourceRoot = Resource()
 resourceRoot.putChild(b"hello", Hello())
 
 
+def containerRoot() -> Resource:
+    """
+    A tree whose C{/api} is the application's own plain container.
+    """
+    root = Resource()
+    api = Resource()
+    api.putChild(b"users", Hello())
+    root.putChild(b"api", api)
+    return root
+
+
 def makeResource() -> Resource:
     """
     A callable returning a resource tree: C{--resource} calls it.
@@ -699,6 +710,21 @@ class TreeTests(SiteTestCase):
             # As /ws alone: 426 for it and for what is below it.
             self.assertEqual(served.get(b"/ws").code, 426, extra)
             self.assertEqual(served.get(b"/ws/x").code, 426, extra)
+
+    def test_mountOnApplicationContainer(self) -> None:
+        """
+        A mount on the application's own plain container keeps it as the
+        fallback: its children answer, an unknown one is 404.
+        """
+        served = self.serve(
+            "--resource",
+            "tests.test_tap.containerRoot",
+            "--protocol",
+            "/api:foo/2=tests.test_tap.fooFactory",
+        )
+        self.assertEqual(served.get(b"/api/users").code, 200)
+        self.assertEqual(served.get(b"/api/typo").code, 404)
+        self.assertEqual(served.send(rawRequest(path=b"/api")).value(), SWITCHED_FOO)
 
     def test_advertise(self) -> None:
         """

@@ -40,6 +40,7 @@ pins each of these.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import Any
@@ -247,7 +248,8 @@ def _handOver(channel: Any, protocol: IProtocol) -> None:
         if delivered is None:
             break
         holder = delivered
-    channel.dataReceived = protocol.dataReceived
+    # Looked up on each call: the protocol may rebind it (see _HeldBytes).
+    channel.dataReceived = lambda data: protocol.dataReceived(data)
     channel.connectionLost = protocol.connectionLost
 
 
@@ -439,6 +441,8 @@ def _mayPause(protocol: IProtocol, afterConnect: object, transport: Any) -> bool
         and "resumeProducing" not in attributes
         and own is not None
         and "dataReceived" not in own
+        # A method, which an instance attribute can stand in for.
+        and inspect.isfunction(getattr(cls, "dataReceived", None))
     )
 
 
@@ -454,7 +458,15 @@ class _HeldBytes:
     already read) queues up behind them, in order.
     """
 
-    __slots__ = ("connecting", "data", "paused", "protocol", "transport", "upgrade")
+    __slots__ = (
+        "bound",
+        "connecting",
+        "data",
+        "paused",
+        "protocol",
+        "transport",
+        "upgrade",
+    )
 
     def __init__(
         self, transport: Any, protocol: IProtocol, data: bytes, upgrade: bytes
@@ -465,6 +477,7 @@ class _HeldBytes:
         self.upgrade = upgrade
         self.paused = False
         self.connecting = True
+        self.bound: Any = None
         transport.pauseProducing = self._pauseProducing
 
     def _pauseProducing(self) -> None:
@@ -483,7 +496,13 @@ class _HeldBytes:
             transport.pauseProducing = self._pauseProducing
             transport.resumeProducing()
             return
-        del self.protocol.dataReceived
+        own = vars(self.protocol)
+        if own.get("dataReceived") == self._more:
+            # Unless the protocol bound another since: then it is its own.
+            if self.bound is None:
+                del own["dataReceived"]
+            else:
+                own["dataReceived"] = self.bound
         transport.resumeProducing()
         _deliver(self.protocol, transport, self.data, self.upgrade)
 
@@ -500,6 +519,8 @@ class _HeldBytes:
             del self.transport.pauseProducing
             _deliver(self.protocol, self.transport, self.data, self.upgrade)
         else:
+            # connectionMade may have bound its own: put back on resume.
+            self.bound = vars(self.protocol).get("dataReceived")
             self.protocol.dataReceived = self._more  # type: ignore[method-assign]
 
     def stopWatching(self) -> None:
@@ -641,9 +662,10 @@ class _H2Connection(H2Connection):
     stream in its priority tree and reschedules itself with C{callLater(0)}
     until the client opens the window: a client that never does (a
     WINDOW_UPDATE-less reader) keeps the server at 100% CPU. Here the
-    stream the loop served is blocked once its window is shut, and after
-    each read every stream with data waiting and an open window is
-    unblocked and the loop restarted: a WINDOW_UPDATE, or SETTINGS raising
+    stream the loop served is blocked once its window is shut, as is one
+    written to while shut (Twisted leaves that blocked too), and after each
+    read those whose window has opened are unblocked and the loop
+    restarted: a WINDOW_UPDATE, or SETTINGS raising
     SETTINGS_INITIAL_WINDOW_SIZE (which h2 reports only as a settings
     change, and Twisted ignores), opens it.
     """
@@ -651,6 +673,7 @@ class _H2Connection(H2Connection):
     def __init__(self, reactor: Any = None) -> None:
         super().__init__(reactor)
         self.priority = _ChosenStream(self.priority)
+        self._shut: set[int] = set()
 
     def _sendPrioritisedData(self, *args: Any) -> None:
         chooser: Any = self.priority
@@ -665,17 +688,43 @@ class _H2Connection(H2Connection):
             and self.conn.local_flow_control_window(streamID) <= 0
         ):
             chooser.block(streamID)
+            self._shut.add(streamID)
+
+    def writeDataToStream(self, streamID: int, data: bytes) -> None:
+        super().writeDataToStream(streamID, data)
+        if self.conn.local_flow_control_window(streamID) <= 0:
+            self._shut.add(streamID)
 
     def dataReceived(self, data: bytes) -> None:
+        initialWindow = self.conn.remote_settings.initial_window_size
         super().dataReceived(data)
+        shut = self._shut
+        if self.conn.remote_settings.initial_window_size < initialWindow:
+            # SETTINGS shrank every stream's window, possibly below zero,
+            # where Twisted's loop would slice a frame to a negative size
+            # and h2 refuse it: those streams wait too.
+            for streamID, queue in list(self._outboundStreamQueues.items()):
+                if (
+                    queue
+                    and queue[0] is not _END_STREAM_SENTINEL
+                    and self.conn.local_flow_control_window(streamID) <= 0
+                ):
+                    self.priority.block(streamID)
+                    shut.add(streamID)
+        if not shut:
+            return
         opened = False
-        for streamID, queue in self._outboundStreamQueues.items():
-            if queue and self.conn.local_flow_control_window(streamID) > 0:
+        for streamID in list(shut):
+            if streamID not in self._outboundStreamQueues:
+                shut.discard(streamID)
+            elif self.conn.local_flow_control_window(streamID) > 0:
+                shut.discard(streamID)
                 self.priority.unblock(streamID)
+                opened = True
                 stream = self.streams.get(streamID)
                 if stream is not None:
+                    # May end the stream (a producer that aborts).
                     stream.windowUpdated()
-                opened = True
         waiting = self._sendingDeferred
         if opened and waiting is not None:
             self._sendingDeferred = None

@@ -255,9 +255,15 @@ def _child(parent: Any, segment: bytes) -> Any:
     """
     child = _existing(parent, segment)
     if child is None:
-        child = Resource()
+        child = _Placeholder()
     parent.putChild(segment, child)
     return child
+
+
+class _Placeholder(Resource):
+    """
+    An empty resource made only to hold a deeper mount.
+    """
 
 
 def _mount(root: Any, path: list[bytes], make: Any) -> None:
@@ -302,10 +308,10 @@ def makeService(config: Options) -> service.MultiService:
     def upgradeAt(
         existing: Any, registry: UpgradeRegistry, key: tuple[bytes, ...]
     ) -> UpgradeResource:
-        # A bare Resource (made here to hold a deeper mount) has nothing to
+        # A placeholder (made here to hold a deeper mount) has nothing to
         # answer: no fallback, as if this path were mounted alone.
-        bare = type(existing) is Resource
-        fallback = None if key in required or bare else existing
+        placeholder = isinstance(existing, _Placeholder)
+        fallback = None if key in required or placeholder else existing
         upgrade = UpgradeResource(
             registry, fallback, advertise=config["advertise"], logDecisions=True
         )
