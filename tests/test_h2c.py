@@ -513,6 +513,41 @@ class PriorKnowledgeTests(H2CBase):
         # Nothing more than the SETTINGS acknowledgement (9 bytes) went out.
         self.assertEqual(len(self.transport.value()), sent + 9)
 
+    def test_windowStaysShutBelowZero(self) -> None:
+        """
+        A stream whose window is below zero stays waiting whatever Twisted
+        does that would serve it: the response finishing, a WINDOW_UPDATE
+        that leaves it below zero, a connection-level WINDOW_UPDATE; once
+        positive, all of it arrives.
+        """
+        requests = self.laterSite()
+        self.requestGet(1, b"/")
+        self.server.dataReceived(self.client.data_to_send())
+        self.runDueCalls()
+        [request] = requests
+        request.write(b"a" * 40000)
+        request.write(b"b" * 30000)
+        self.client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 10000})
+        self.server.dataReceived(self.client.data_to_send())
+        self.runDueCalls()
+        request.finish()
+        self.runDueCalls()
+        self.client.increment_flow_control_window(1000, stream_id=1)
+        self.client.increment_flow_control_window(1000)
+        self.server.dataReceived(self.client.data_to_send())
+        self.runDueCalls()
+        self.assertEqual(self.flushLoggedErrors(), [])
+        received: list[Any] = []
+        self.client.increment_flow_control_window(100000, stream_id=1)
+        self.client.increment_flow_control_window(100000)
+        for _ in range(20):
+            self.server.dataReceived(self.client.data_to_send())
+            self.runDueCalls()
+            received.extend(self.client.receive_data(self.transport.value()))
+            self.transport.clear()
+        self.assertTrue(any(isinstance(e, StreamEnded) for e in received))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_http11Unaffected(self) -> None:
         self.server.dataReceived(b"P")
         self.server.dataReceived(

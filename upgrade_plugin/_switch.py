@@ -634,10 +634,11 @@ class _ChosenStream:
     An h2 priority tree that remembers the stream it last chose.
     """
 
-    __slots__ = ("chosen", "tree")
+    __slots__ = ("chosen", "tree", "waits")
 
-    def __init__(self, tree: Any) -> None:
+    def __init__(self, tree: Any, waits: Any = None) -> None:
         self.tree = tree
+        self.waits = waits
         self.chosen: int | None = None
 
     def __iter__(self) -> _ChosenStream:
@@ -645,7 +646,13 @@ class _ChosenStream:
 
     def __next__(self) -> int:
         self.chosen = None
-        chosen: int = next(self.tree)
+        while True:
+            chosen: int = next(self.tree)
+            if self.waits is None or not self.waits(chosen):
+                break
+            # Unblocked by Twisted (endRequest, a WINDOW_UPDATE) on a window
+            # still shut: block it again rather than serve it.
+            self.tree.block(chosen)
         self.chosen = chosen
         return chosen
 
@@ -672,8 +679,19 @@ class _H2Connection(H2Connection):
 
     def __init__(self, reactor: Any = None) -> None:
         super().__init__(reactor)
-        self.priority = _ChosenStream(self.priority)
         self._shut: set[int] = set()
+        self.priority = _ChosenStream(self.priority, self._waits)
+
+    def _waits(self, streamID: int) -> bool:
+        queue = self._outboundStreamQueues.get(streamID)
+        if (
+            queue
+            and queue[0] is not _END_STREAM_SENTINEL
+            and self.conn.local_flow_control_window(streamID) <= 0
+        ):
+            self._shut.add(streamID)
+            return True
+        return False
 
     def _sendPrioritisedData(self, *args: Any) -> None:
         chooser: Any = self.priority
