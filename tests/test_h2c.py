@@ -489,12 +489,11 @@ class PriorKnowledgeTests(H2CBase):
         request.finish()
         self.runDueCalls()
 
-    def test_windowShrunkBelowZero(self) -> None:
+    def shrinkBelowZero(self) -> tuple[Any, int]:
         """
-        SETTINGS lowering the initial window after data went out leaves a
-        stream's window below zero (RFC 9113 §6.9.2): its queued data waits
-        (Twisted's loop would slice a frame to a negative size, and h2
-        refuse to send it, ending the sending loop).
+        A response with data queued, then SETTINGS lowering the initial
+        window so that the stream's window is below zero: the request, and
+        how many bytes had gone out before the SETTINGS.
         """
         requests = self.laterSite()
         self.requestGet(1, b"/")
@@ -509,6 +508,16 @@ class PriorKnowledgeTests(H2CBase):
         self.client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 10000})
         self.server.dataReceived(self.client.data_to_send())
         self.runDueCalls()
+        return request, sent
+
+    def test_windowShrunkBelowZero(self) -> None:
+        """
+        SETTINGS lowering the initial window after data went out leaves a
+        stream's window below zero (RFC 9113 §6.9.2): its queued data waits
+        (Twisted's loop would slice a frame to a negative size, and h2
+        refuse to send it, ending the sending loop).
+        """
+        sent = self.shrinkBelowZero()[1]
         self.assertEqual(self.flushLoggedErrors(), [])
         # Nothing more than the SETTINGS acknowledgement (9 bytes) went out.
         self.assertEqual(len(self.transport.value()), sent + 9)
@@ -520,16 +529,7 @@ class PriorKnowledgeTests(H2CBase):
         that leaves it below zero, a connection-level WINDOW_UPDATE; once
         positive, all of it arrives.
         """
-        requests = self.laterSite()
-        self.requestGet(1, b"/")
-        self.server.dataReceived(self.client.data_to_send())
-        self.runDueCalls()
-        [request] = requests
-        request.write(b"a" * 40000)
-        request.write(b"b" * 30000)
-        self.client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 10000})
-        self.server.dataReceived(self.client.data_to_send())
-        self.runDueCalls()
+        request = self.shrinkBelowZero()[0]
         request.finish()
         self.runDueCalls()
         self.client.increment_flow_control_window(1000, stream_id=1)
