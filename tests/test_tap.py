@@ -834,12 +834,11 @@ class TLSTests(SiteTestCase):
         served = self.serve("--tls-certificate", self.both)
         self.assertEqual(sorted(served.site.upgradeRegistry.tokens()), [b"TLS", b"h2c"])
 
-    def test_requireTLS(self) -> None:
+    def serveRequiringTLS(self) -> Served:
         """
-        C{--require-tls /secret}: on cleartext, 426 with
-        C{Upgrade: TLS/x.y, HTTP/1.1} (RFC 2817 §4.2); other paths served.
+        Serve the directory with C{/secret} TLS-only.
         """
-        served = self.serve(
+        return self.serve(
             "--path",
             self.directory,
             "--tls-certificate",
@@ -847,6 +846,13 @@ class TLSTests(SiteTestCase):
             "--require-tls",
             "/secret",
         )
+
+    def test_requireTLS(self) -> None:
+        """
+        C{--require-tls /secret}: on cleartext, 426 with
+        C{Upgrade: TLS/x.y, HTTP/1.1} (RFC 2817 §4.2); other paths served.
+        """
+        served = self.serveRequiringTLS()
         self.assertIsInstance(served.site.resource, RequireTLSPaths)
         response = served.get(b"/secret")
         self.assertEqual(response.code, 426)
@@ -861,14 +867,7 @@ class TLSTests(SiteTestCase):
         The rule holds for every spelling a file tree answers as the same
         path: dot segments, an encoded dot, an encoded slash.
         """
-        served = self.serve(
-            "--path",
-            self.directory,
-            "--tls-certificate",
-            self.both,
-            "--require-tls",
-            "/secret",
-        )
+        served = self.serveRequiringTLS()
         for path in [
             b"/./secret",
             b"/%2E/secret",
