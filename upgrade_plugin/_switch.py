@@ -683,9 +683,14 @@ class _H2Connection(H2Connection):
         self.priority = _ChosenStream(self.priority, self._waits)
 
     def _waits(self, streamID: int) -> bool:
+        """
+        Must C{streamID} wait for its window (data next, no window)? If so
+        it is remembered, to be unblocked when the window opens.
+        """
         queue = self._outboundStreamQueues.get(streamID)
         if (
             queue
+            # An END_STREAM needs no window.
             and queue[0] is not _END_STREAM_SENTINEL
             and self.conn.local_flow_control_window(streamID) <= 0
         ):
@@ -698,20 +703,13 @@ class _H2Connection(H2Connection):
         chooser.chosen = None
         super()._sendPrioritisedData(*args)
         streamID = chooser.chosen
-        queue = self._outboundStreamQueues.get(streamID)
-        if (
-            queue
-            # An END_STREAM needs no window.
-            and queue[0] is not _END_STREAM_SENTINEL
-            and self.conn.local_flow_control_window(streamID) <= 0
-        ):
+        if streamID is not None and self._waits(streamID):
             chooser.block(streamID)
-            self._shut.add(streamID)
 
     def writeDataToStream(self, streamID: int, data: bytes) -> None:
         super().writeDataToStream(streamID, data)
-        if self.conn.local_flow_control_window(streamID) <= 0:
-            self._shut.add(streamID)
+        # Twisted leaves a stream written to with no window blocked.
+        self._waits(streamID)
 
     def dataReceived(self, data: bytes) -> None:
         initialWindow = self.conn.remote_settings.initial_window_size
@@ -721,14 +719,9 @@ class _H2Connection(H2Connection):
             # SETTINGS shrank every stream's window, possibly below zero,
             # where Twisted's loop would slice a frame to a negative size
             # and h2 refuse it: those streams wait too.
-            for streamID, queue in list(self._outboundStreamQueues.items()):
-                if (
-                    queue
-                    and queue[0] is not _END_STREAM_SENTINEL
-                    and self.conn.local_flow_control_window(streamID) <= 0
-                ):
+            for streamID in list(self._outboundStreamQueues):
+                if self._waits(streamID):
                     self.priority.block(streamID)
-                    shut.add(streamID)
         if not shut:
             return
         opened = False
