@@ -331,7 +331,7 @@ class UpgradeResource(Resource):
     def _renderFallback(self, request: Request) -> _Rendered:
         if self.fallback is None:
             return self._upgradeRequired(request)
-        if self.advertise and _isHTTP1(request, 1) and self.registry.tokens():
+        if self.advertise and len(self.registry) and _isHTTP1(request, 1):
             request.setHeader(b"upgrade", b", ".join(self.registry.tokens()))
             _addConnectionUpgrade(request)
         # twisted.web encodes (gzip) only for the resource traversal ends at.
