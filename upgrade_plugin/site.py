@@ -140,8 +140,10 @@ class UpgradeSite(Site):
         super().__setattr__(name, value)
 
     def getResourceFor(self, request: Any) -> Any:
-        target = super().getResourceFor(request)
-        if len(self.upgradeRegistry) and request.requestHeaders.hasHeader(b"upgrade"):
+        # On every request: the cheapest test first (most send no Upgrade),
+        # and no super() object.
+        target = Site.getResourceFor(self, request)
+        if request.requestHeaders.hasHeader(b"upgrade") and len(self.upgradeRegistry):
             return UpgradeResource(
                 self.upgradeRegistry,
                 target,
