@@ -1,11 +1,13 @@
 """
-The switch over real sockets on 127.0.0.1: plain TCP and TLS, early data,
-more than 16 KiB, the idle timeout, closing, leaks.
+The switch over real sockets on 127.0.0.1 (plain TCP and TLS) and on a UNIX
+socket: early data, more than 16 KiB, the idle timeout, closing, leaks.
 """
 
 from __future__ import annotations
 
 import gc
+import shutil
+import tempfile
 import weakref
 from typing import Any
 
@@ -14,6 +16,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import (
     SSL4ClientEndpoint,
     TCP4ClientEndpoint,
+    UNIXClientEndpoint,
+    UNIXServerEndpoint,
     connectProtocol,
 )
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
@@ -359,6 +363,31 @@ class TLSLoopbackTests(LoopbackTests):
     """
 
     tls = True
+
+
+class UNIXLoopbackTests(LoopbackTests):
+    """
+    The same on a UNIX socket (C{unix:} listener, twisted.internet.unix),
+    as behind a local reverse proxy.
+    """
+
+    @inlineCallbacks
+    def listen(self) -> Any:
+        # Short: a socket path is limited to about 100 bytes, and trial's
+        # temporary paths are longer.
+        directory = tempfile.mkdtemp(prefix="up", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory, True)
+        self.path = directory + "/s"
+        endpoint = UNIXServerEndpoint(reactor, self.path)
+        self.port = yield endpoint.listen(self.site)
+        self.addCleanup(self.port.stopListening)
+
+    @inlineCallbacks
+    def connect(self) -> Any:
+        client = RawClient()
+        yield connectProtocol(UNIXClientEndpoint(reactor, self.path), client)
+        self.addCleanup(self.disconnect, client)
+        return client
 
 
 class _Lines:
