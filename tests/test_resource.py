@@ -880,6 +880,25 @@ class BadInputTests(Base):
         )
         self.assertEqual(after.body, b"hello /hello")
 
+    def test_rejectReasonPhrase(self) -> None:
+        """
+        A rejection with a status twisted.web has no reason phrase for gets
+        the registered one, not C{Unknown Status}; an unregistered status
+        gets twisted.web's own.
+        """
+        cases = {
+            426: b"HTTP/1.1 426 Upgrade Required",
+            429: b"HTTP/1.1 429 Too Many Requests",
+            403: b"HTTP/1.1 403 Forbidden",
+            599: b"HTTP/1.1 599 Unknown Status",
+        }
+        for code, status in cases.items():
+            self.registry.register("foo/2", Scripted(lambda r, c=code: Reject(code=c)))
+            self.serve(Hello())
+            self.send(rawRequest())
+            [response], _rest = parseResponses(self.transport.value())
+            self.assertEqual(response.status, status)
+
     def test_targetRaises(self) -> None:
         """
         A target raising in buildProtocol: 500 for that request only, the

@@ -220,7 +220,7 @@ class HandshakeTests(Base):
             response = self.answer(
                 handshake(replace={b"Sec-WebSocket-Version": version})
             )
-            self.assertEqual(response.code, 426, version)
+            self.assertEqual(response.status, b"HTTP/1.1 426 Upgrade Required")
             self.assertEqual(response.header(b"sec-websocket-version"), [b"13"])
             self.assertEqual(response.header(b"upgrade"), [b"websocket"])
             self.assertEqual(response.header(b"connection"), [b"Upgrade"])

@@ -73,6 +73,7 @@ __all__ = [
     "canStartTLS",
     "canSwitch",
     "h2cConnection",
+    "isAnswered",
     "isSecure",
     "requestBody",
     "switchProtocol",
@@ -117,6 +118,14 @@ def canSwitch(request: Request) -> bool:
         and len(channel.requests) == 1
         and channel.requests[0] is request
     )
+
+
+def isAnswered(request: Request) -> bool:
+    """
+    Is C{request} finished, or its client gone? Then nothing more may be
+    written for it.
+    """
+    return bool(request._disconnected or request.finished)
 
 
 def useEncoding(request: Request, resource: Any) -> None:

@@ -6,12 +6,13 @@ site.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
-from twisted.web.http import Request
+from twisted.web.http import RESPONSES, Request
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET
@@ -29,6 +30,7 @@ from ._registry import ProtocolFactoryTarget, Registration, UpgradeRegistry
 from ._switch import (
     canStartTLS,
     canSwitch,
+    isAnswered,
     isSecure,
     requestBody,
     startTLS,
@@ -286,7 +288,7 @@ class UpgradeResource(Resource):
             self._outcome(
                 LogLevel.info, f"rejected with {decision.code}", upgradeRequest
             )
-            request.setResponseCode(decision.code)
+            request.setResponseCode(decision.code, _reason(decision.code))
             for name, value in decision.headers:
                 request.responseHeaders.addRawHeader(name, value)
             return decision.body
@@ -367,6 +369,20 @@ def upgradeRequired(request: Request, upgrade: bytes, body: bytes) -> bytes:
     return body
 
 
+def _reason(code: int) -> bytes | None:
+    """
+    The reason phrase for C{code}: twisted.web's, or the registered one for
+    codes twisted.web does not know (it sends C{Unknown Status} for 426,
+    421, 429...), or L{None} to let twisted.web choose.
+    """
+    if code in RESPONSES:
+        return None
+    try:
+        return HTTPStatus(code).phrase.encode("ascii")
+    except ValueError:
+        return None
+
+
 def _snapshot(request: Request, offered: ProtocolToken, body: bytes) -> UpgradeRequest:
     return UpgradeRequest(
         method=request.method,
@@ -400,7 +416,7 @@ def _resume(request: Any, render: Callable[[Request], _Rendered]) -> None:
     the same render would have given synchronously: bytes framed, 405 for an
     unsupported method, 500 (logged) for an exception.
     """
-    if request._disconnected or request.finished:
+    if isAnswered(request):
         return
     try:
         request.render(_Continuation(render))
