@@ -43,9 +43,11 @@ from zope.interface import implementer
 
 from upgrade_plugin import UpgradeRegistry, UpgradeResource, UpgradeSite
 from upgrade_plugin.tls import RequireTLS, TLSUpgrade, contextFactoryFromFiles
+from upgrade_plugin.websocket import WebSocketUpgrade
 
 from .helpers import rawRequest, requireExternal
 from .tls import certificateAndKeyPEM, issue, listenLoopback, pem, serverOptions
+from .wshelpers import SAMPLE_ACCEPT, clientFrame, echoFactory, handshake, serverFrame
 
 reactor: Any = _reactor
 
@@ -431,6 +433,22 @@ def sleep(seconds: float) -> Deferred[None]:
     return d
 
 
+class _ServerConnection:
+    """
+    One server-side connection: its TCP transport, and whether the HTTP
+    channel's protocol heard it end (after a switch, the new protocol does
+    instead, and the TCP transport tells).
+    """
+
+    transport: Any = None
+    lost = False
+
+    def ended(self) -> bool:
+        return self.lost or (
+            self.transport is not None and not self.transport.connected
+        )
+
+
 class TLSUpgradeTestCase(TestCase):
     """
     Listeners on 127.0.0.1, and cleanup that waits for every server-side
@@ -442,7 +460,7 @@ class TLSUpgradeTestCase(TestCase):
         self.report = Report()
         self.secret = Report()
         self.printer = Printer()
-        self.serverConnections: list[tuple[Any, list[bool]]] = []
+        self.serverConnections: list[_ServerConnection] = []
         self.addCleanup(self.waitForServerConnections)
 
     def registry(self, upgrade: TLSUpgrade | None = None) -> UpgradeRegistry:
@@ -478,15 +496,21 @@ class TLSUpgradeTestCase(TestCase):
 
         def buildProtocol(addr: IAddress) -> Any:
             protocol = original(addr)
-            lost: list[bool] = []
+            connection = _ServerConnection()
             connectionLost = protocol.connectionLost
+            makeConnection = protocol.makeConnection
 
             def recordLost(reason: Failure | None = None) -> Any:
-                lost.append(True)
+                connection.lost = True
                 return connectionLost(reason)
 
+            def recordTransport(transport: Any) -> Any:
+                connection.transport = transport
+                return makeConnection(transport)
+
             protocol.connectionLost = recordLost
-            self.serverConnections.append((protocol, lost))
+            protocol.makeConnection = recordTransport
+            self.serverConnections.append(connection)
             return protocol
 
         site.buildProtocol = buildProtocol  # type: ignore[method-assign]
@@ -500,12 +524,12 @@ class TLSUpgradeTestCase(TestCase):
         connection to end after the client closed it; abort stragglers.
         """
         for _ in range(300):
-            if all(lost for _, lost in self.serverConnections):
+            if all(c.ended() for c in self.serverConnections):
                 return
             yield sleep(0.01)
-        for protocol, lost in self.serverConnections:
-            if not lost and protocol.transport is not None:
-                protocol.transport.abortConnection()
+        for connection in self.serverConnections:
+            if not connection.ended():
+                connection.transport.abortConnection()
         yield sleep(0.05)
 
     def inThread(self, exchange: Callable[[], Any]) -> Deferred[Any]:
@@ -549,6 +573,94 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
             self.report.seen, [Seen(b"GET", b"/report?after=1", True, b"")]
         )
         self.assertIn(version, ("TLSv1.2", "TLSv1.3"))
+
+    @inlineCallbacks
+    def test_closeAfterTheUpgradedAnswer(self) -> Any:
+        """
+        A request that upgrades to TLS and asks to close (C{Connection:
+        Upgrade, close}) is answered inside TLS, then the connection closes
+        (RFC 9112 §9.6): the channel does not stay the producer of a TLS
+        connection that is closing.
+        """
+        port = yield self.listen(self.upgradeSite())
+
+        def exchange() -> tuple[Answer, bytes]:
+            with BlockingClient(port) as client:
+                client.send(
+                    get(
+                        b"/report",
+                        (b"Connection", b"Upgrade, close"),
+                        (b"Upgrade", b"TLS/1.2"),
+                    )
+                )
+                client.switchToTLS(SWITCHED_12)
+                return client.readResponse(), client.readUntilClosed()
+
+        answer, rest = yield self.inThread(exchange)
+        self.assertEqual(answer.status, b"HTTP/1.1 200 OK")
+        self.assertEqual(answer.header(b"connection"), [b"close"])
+        self.assertEqual(answer.body, reported(b"GET", b"/report", True))
+        self.assertEqual(rest, b"")
+
+    @inlineCallbacks
+    def test_badRequestInsideTLS(self) -> Any:
+        """
+        A malformed request inside the upgraded connection gets twisted.web's
+        400 and a close, as in cleartext, and nothing is logged as an error.
+        """
+        port = yield self.listen(self.upgradeSite())
+
+        def exchange() -> tuple[Answer, bytes]:
+            with BlockingClient(port) as client:
+                client.send(cupsOptions(port))
+                client.switchToTLS(SWITCHED_12)
+                options = client.readResponse()
+                client.send(b"GET  /report HTTP/1.1\r\nHost: x\r\n\r\n")
+                return options, client.readUntilClosed()
+
+        options, rest = yield self.inThread(exchange)
+        self.assertEqual(options.status, b"HTTP/1.1 200 OK")
+        self.assertEqual(rest, b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        self.assertEqual(self.report.seen, [])
+
+    @inlineCallbacks
+    def test_webSocketInsideTLS(self) -> Any:
+        """
+        A WebSocket opened inside the upgraded connection works as on an
+        C{ssl:} listener: autobahn is given the TLS protocol as its
+        transport, where it reads the TLS channel binding.
+        """
+        factory = echoFactory()
+        websocket = UpgradeRegistry()
+        websocket.register("websocket", WebSocketUpgrade(factory))
+        root = self.root()
+        root.putChild(b"ws", UpgradeResource(websocket))
+        port = yield self.listen(UpgradeSite(root, self.registry()))
+        expected = serverFrame(b"hello") + serverFrame(b"\x03\xe8", 8)
+
+        def exchange() -> tuple[bytes, bytes]:
+            with BlockingClient(port) as client:
+                client.send(cupsOptions(port))
+                client.switchToTLS(SWITCHED_12)
+                client.readResponse()
+                client.send(handshake(b"/ws"))
+                head = client.readHead()
+                client.send(clientFrame(b"hello") + clientFrame(b"\x03\xe8", 8))
+                return head, client.readUntilClosed()
+
+        head, frames = yield self.inThread(exchange)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), head)
+        self.assertIn(b"\r\nSec-WebSocket-Accept: " + SAMPLE_ACCEPT + b"\r\n", head)
+        self.assertEqual(frames, expected)
+        # The server hears the close as the client does, or just after.
+        for _ in range(300):
+            if factory.events[-1][0] == "close":
+                break
+            yield sleep(0.01)
+        self.assertEqual(
+            [name for name, _ in factory.events],
+            ["connect", "open", "message", "close"],
+        )
 
     @inlineCallbacks
     def test_offerTLS10AloneDeclined(self) -> Any:

@@ -577,6 +577,17 @@ def startTLS(
         alsoProvides(transport, ISSLTransport)
     tlsProtocol = transport.protocol
     wrapper = tlsProtocol.wrappedProtocol
+    # Above TLS the connection now looks as on an ssl: listener: what TLS
+    # delivers to (the channel's wrapper, or the haproxy: endpoint's, which
+    # keeps its own disconnecting flag) has the TLS protocol as its
+    # transport, and so has the channel when nothing stands between. The
+    # TCP transport hides TLS's state: its disconnecting stays False while
+    # TLS closes, so the channel would parse on after a 400 and hold a
+    # closing connection open as its producer; and autobahn finds no TLS
+    # connection in it.
+    wrapper.transport = tlsProtocol
+    if wrapper is not transport:
+        channel.transport = tlsProtocol
 
     def handshakeCompleted() -> None:
         del wrapper.handshakeCompleted
