@@ -613,10 +613,10 @@ class UpgradeSiteTests(SynchronousTestCase):
         self.assertEqual(self.exchange(site, rawRequest()), SWITCHED_FOO)
         self.assertEqual(len(self.factory.built), 1)
 
-    def test_siteRegistryFirst(self) -> None:
+    def test_siteRegistry(self) -> None:
         """
-        A connection-wide target is offered the request before traversal,
-        on any path, and declines fall through to the path's resource.
+        A connection-wide target is offered the request on any path, and
+        declines fall through to the path's resource.
         """
         siteFactory = RecorderFactory()
         registry = UpgradeRegistry()
@@ -633,6 +633,65 @@ class UpgradeSiteTests(SynchronousTestCase):
         siteFactory.buildProtocol = lambda addr: None  # type: ignore[assignment,return-value]
         offer[2] = (b"Upgrade", b"bar, foo/2")
         self.assertEqual(self.exchange(site, rawRequest(headers=offer)), SWITCHED_FOO)
+
+    def test_pathProtocolsFirst(self) -> None:
+        """
+        A request that offers a protocol of its path's L{UpgradeResource} and
+        a connection-wide one gets the path's, in either order of offer;
+        where the path serves none of the offers, the site's.
+        """
+        siteFactory = RecorderFactory()
+        registry = UpgradeRegistry()
+        registry.register("bar", siteFactory)
+        site = UpgradeSite(self.root, registry, reactor=Clock())
+        for offered in [b"foo/2, bar", b"bar, foo/2"]:
+            offer = [
+                (b"Host", b"x"),
+                (b"Connection", b"upgrade"),
+                (b"Upgrade", offered),
+            ]
+            self.assertEqual(
+                self.exchange(site, rawRequest(headers=offer)), SWITCHED_FOO
+            )
+            switched = self.exchange(site, rawRequest(path=b"/show", headers=offer))
+            self.assertTrue(
+                switched.startswith(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: bar\r\n"
+                ),
+                switched,
+            )
+        self.assertEqual((len(self.factory.built), len(siteFactory.built)), (2, 2))
+
+    def test_h2cAfterThePathsWebSocket(self) -> None:
+        """
+        Found by fuzzing: C{Upgrade: websocket, h2c} at a WebSocket path of
+        an h2c site switched to h2c, and stream 1 got the path's 426 naming
+        websocket. The path's WebSocket now wins.
+        """
+        from upgrade_plugin.websocket import WebSocketUpgrade
+
+        from .wshelpers import SAMPLE_ACCEPT, echoFactory, handshake
+
+        websocket = UpgradeRegistry()
+        websocket.register("websocket", WebSocketUpgrade(echoFactory()))
+        self.root.putChild(b"ws", UpgradeResource(websocket))
+        site = UpgradeSite(self.root, h2c=True, reactor=Clock())
+        raw = handshake(
+            b"/ws",
+            replace={
+                b"Upgrade": b"websocket, h2c",
+                b"Connection": b"Upgrade, HTTP2-Settings",
+            },
+            extra=[(b"HTTP2-Settings", b"AAMAAABk")],
+        )
+        head = self.exchange(site, raw)
+        self.assertTrue(
+            head.startswith(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            ),
+            head,
+        )
+        self.assertIn(b"\r\nSec-WebSocket-Accept: " + SAMPLE_ACCEPT + b"\r\n", head)
 
     def test_asteriskUpgrade(self) -> None:
         siteFactory = RecorderFactory()

@@ -1622,7 +1622,8 @@ class OneSwitchPerRequestTests(TestCase):
     L{UpgradeResource} that also serves one of its offers is not switched a
     second time: one 101, then that resource's answer without an upgrade
     (here 426), with the connection's TLS intact, plain or behind the
-    C{haproxy:} wrapper.
+    C{haproxy:} wrapper. (L{UpgradeSite} lets a path's own protocols go
+    first; an L{UpgradeResource} whose fallback is another one does not.)
     """
 
     @inlineCallbacks
@@ -1632,11 +1633,11 @@ class OneSwitchPerRequestTests(TestCase):
 
         registry = UpgradeRegistry()
         registry.register("foo/2", Factory.forProtocol(Protocol))
-        root = Resource()
-        root.putChild(b"up", UpgradeResource(registry))
         tls = UpgradeRegistry()
         tls.register("TLS", TLSUpgrade(serverOptions()))
-        site = UpgradeSite(root, tls)
+        root = Resource()
+        root.putChild(b"up", UpgradeResource(tls, fallback=UpgradeResource(registry)))
+        site = Site(root)
         site.logFile = _NoLog()
         prefix = "haproxy:" if proxied else ""
         endpoint = serverFromString(reactor, prefix + "tcp:0:interface=127.0.0.1")

@@ -83,7 +83,9 @@ class UpgradeSite(Site):
 
     Requests that are not upgraded are served exactly as by L{Site}, through
     the same resources (an L{UpgradeResource} among them keeps serving its
-    own path's protocols).
+    own path's protocols). When a request offers both one of the
+    L{UpgradeResource} protocols of its path and one of the site's, the
+    path's resource decides alone: its protocols come first.
 
     @param resource: the root resource.
     @param registry: connection-wide upgrade targets; may be empty. The site
@@ -143,7 +145,18 @@ class UpgradeSite(Site):
         # On every request: the cheapest test first (most send no Upgrade),
         # and no super() object.
         target = Site.getResourceFor(self, request)
-        if request.requestHeaders.hasHeader(b"upgrade") and len(self.upgradeRegistry):
+        headers = request.requestHeaders
+        if headers.hasHeader(b"upgrade") and len(self.upgradeRegistry):
+            if isinstance(target, UpgradeResource) and target.registry.offered(
+                request.clientproto,
+                headers.getRawHeaders(b"connection"),
+                headers.getRawHeaders(b"upgrade", []),
+            ):
+                # The path's own protocols come first, whatever the order of
+                # the offer: they are what the application serves there, and
+                # switching the connection (h2c, TLS) instead would answer
+                # the request with the path's 426 in the new protocol.
+                return target
             return UpgradeResource(
                 self.upgradeRegistry,
                 target,
