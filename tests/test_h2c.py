@@ -829,6 +829,29 @@ class NotARequestTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"HTTP/1.1 400 Bad Request\r\n\r\n")
         self.assertTrue(transport.disconnecting)
 
+    def test_afterEmptyLines(self) -> None:
+        """
+        Found by fuzzing: empty lines before the record (RFC 9112 §2.2
+        allows them before a request) hid it; in one segment or split.
+        """
+        for segments in [
+            [b"\r\n\x16\x03\x01\x00\x05hello"],
+            [b"\r\n\r\n", b"\x16\x03\x01"],
+            [b"\r", b"\n\x16\x03\x01"],
+        ]:
+            server, transport = self.serve()
+            for segment in segments:
+                server.dataReceived(segment)
+            self.assertEqual(
+                transport.value(), b"HTTP/1.1 400 Bad Request\r\n\r\n", segments
+            )
+            self.assertTrue(transport.disconnecting, segments)
+        server, transport = self.serve()
+        server.dataReceived(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\r\n\x16\x03\x01")
+        [ok, bad], _ = parseResponses(transport.value())
+        self.assertEqual((ok.code, bad.status), (200, b"HTTP/1.1 400 Bad Request"))
+        self.assertTrue(transport.disconnecting)
+
     def test_emptyLinesAllowed(self) -> None:
         server, transport = self.serve()
         server.dataReceived(b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")

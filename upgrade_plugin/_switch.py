@@ -863,9 +863,18 @@ class _PriorKnowledgeH2Connection(_H2Connection):
 # RFC 9112 §2.2, §3: a request starts with a method (a token), after at most
 # a few empty lines. Anything else, such as a TLS record (0x16) sent in
 # hope of an upgrade, can never become a request (RFC 9931).
-_REQUEST_START = frozenset(
-    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz\r\n"
+_METHOD_START = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
+
+
+def _cannotStartRequest(pending: bytes) -> bool:
+    """
+    Can C{pending}, received where a request must start, never become one?
+    Empty lines before it are allowed (RFC 9112 §2.2).
+    """
+    first = pending.lstrip(b"\r\n")
+    return bool(first) and first[0] not in _METHOD_START
 
 
 class _UpgradeSiteChannel(HTTPChannel):
@@ -889,7 +898,7 @@ class _UpgradeSiteChannel(HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:
         sniffed = self._sniffed
-        if sniffed is None and data and data[0] in _REQUEST_START:
+        if sniffed is None and data and data[0] in _METHOD_START:
             # The common case: the next bytes of a request (or its start).
             HTTPChannel.dataReceived(self, data)
             return
@@ -911,8 +920,8 @@ class _UpgradeSiteChannel(HTTPChannel):
                     return
         if (
             data
-            and not self._buffer
-            and data[0] not in _REQUEST_START
+            and not self._buffer.lstrip(b"\r\n")
+            and _cannotStartRequest(data)
             and self._atRequestStart()
         ):
             self._respondToBadRequestAndDisconnect()
@@ -938,8 +947,7 @@ class _UpgradeSiteChannel(HTTPChannel):
         pending = self._buffer
         transport: Any = self.transport
         if (
-            pending
-            and pending[0] not in _REQUEST_START
+            _cannotStartRequest(pending)
             and transport is not None
             and not transport.disconnecting
             and self._atRequestStart()
