@@ -634,6 +634,24 @@ class UpgradeSiteTests(SynchronousTestCase):
         offer[2] = (b"Upgrade", b"bar, foo/2")
         self.assertEqual(self.exchange(site, rawRequest(headers=offer)), SWITCHED_FOO)
 
+    def test_cooperativeGetResourceFor(self) -> None:
+        """
+        Found by review: a C{getResourceFor} after L{UpgradeSite}'s in the
+        method resolution order of a subclass is still called.
+        """
+
+        class Maintenance(Site):
+            def getResourceFor(self, request: Any) -> Any:
+                return Show()
+
+        class MySite(UpgradeSite, Maintenance):
+            pass
+
+        [response], _ = parseResponses(
+            self.exchange(MySite(self.root, reactor=Clock()), rawRequest(path=b"/up"))
+        )
+        self.assertEqual(response.code, 200)
+
     def test_pathProtocolsFirst(self) -> None:
         """
         A request that offers a protocol of its path's L{UpgradeResource} and

@@ -19,6 +19,7 @@ import shutil
 import socket
 import ssl
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IAddress, IOpenSSLContextFactory
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest, TestCase
 from twisted.web.resource import EncodingResourceWrapper, Resource
@@ -620,6 +622,29 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
 
         options, rest = yield self.inThread(exchange)
         self.assertEqual(options.status, b"HTTP/1.1 200 OK")
+        self.assertEqual(rest, b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        self.assertEqual(self.report.seen, [])
+
+    @inlineCallbacks
+    def test_badRequestInTwoRecords(self) -> Any:
+        """
+        Found by review: a malformed request whose end comes in a later TLS
+        record gets the 400 and a close; the later record, which TLS still
+        hands on while it closes, is not parsed as a new request.
+        """
+        port = yield self.listen(self.upgradeSite())
+
+        def exchange() -> bytes:
+            with BlockingClient(port) as client:
+                client.send(cupsOptions(port))
+                client.switchToTLS(SWITCHED_12)
+                client.readResponse()
+                client.send(b"GET  /report HTTP/1.1\r\n")
+                time.sleep(0.3)
+                client.send(b"\r\n")
+                return client.readUntilClosed()
+
+        rest = yield self.inThread(exchange)
         self.assertEqual(rest, b"HTTP/1.1 400 Bad Request\r\n\r\n")
         self.assertEqual(self.report.seen, [])
 
@@ -1599,6 +1624,68 @@ class HAProxyEndpointTests(TestCase):
         self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
         self.assertTrue(answer.endswith(b"isSecure=True"), answer)
+
+
+class _CountingWrapper(ProtocolWrapper):
+    """
+    A policies-style wrapper that counts the writes through it.
+    """
+
+    writes = 0
+
+    def write(self, data: bytes) -> None:
+        type(self).writes += 1
+        super().write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        type(self).writes += 1
+        super().writeSequence(data)
+
+
+class _ClientAddress(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        return b"client=%s" % (request.getClientAddress().host.encode("ascii"),)
+
+
+class WrappersAfterUpgradeTests(TestCase):
+    """
+    Found by review: behind the C{haproxy:} endpoint and another protocol
+    wrapper, requests inside the upgraded TLS still go through both: the
+    client address is the PROXY header's, and the wrapper sees the writes.
+    """
+
+    @inlineCallbacks
+    def test_haproxyAndWrappingFactory(self) -> Any:
+        from twisted.internet.endpoints import serverFromString
+
+        root = Resource()
+        root.putChild(b"show", _ClientAddress())
+        tls = UpgradeRegistry()
+        tls.register("TLS", TLSUpgrade(serverOptions()))
+        site = UpgradeSite(root, tls)
+        site.logFile = _NoLog()
+        wrapped = WrappingFactory(site)
+        wrapped.protocol = _CountingWrapper
+        self.patch(_CountingWrapper, "writes", 0)
+        endpoint = serverFromString(reactor, "haproxy:tcp:0:interface=127.0.0.1")
+        port = yield endpoint.listen(wrapped)
+        self.addCleanup(port.stopListening)
+
+        def exchange() -> tuple[Answer, int, Answer, int]:
+            with BlockingClient(port.getHost().port) as client:
+                client.sock.sendall(b"PROXY TCP4 1.2.3.4 127.0.0.1 5555 80\r\n")
+                client.send(get(b"/show", *CUPS_OFFER))
+                client.switchToTLS(SWITCHED_12)
+                first = client.readResponse()
+                writes = _CountingWrapper.writes
+                client.send(get(b"/show"))
+                return first, writes, client.readResponse(), _CountingWrapper.writes
+
+        first, writes, second, after = yield deferToThread(exchange)
+        self.assertEqual((first.body, second.body), (b"client=1.2.3.4",) * 2)
+        self.assertGreater(after, writes)
 
 
 def _tlsThenFoo(port: int, proxied: bool) -> tuple[bytes, bytes]:

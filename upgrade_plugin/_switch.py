@@ -578,15 +578,16 @@ def startTLS(
     tlsProtocol = transport.protocol
     wrapper = tlsProtocol.wrappedProtocol
     # Above TLS the connection now looks as on an ssl: listener: what TLS
-    # delivers to (the channel's wrapper, or the haproxy: endpoint's, which
-    # keeps its own disconnecting flag) has the TLS protocol as its
-    # transport, and so has the channel when nothing stands between. The
-    # TCP transport hides TLS's state: its disconnecting stays False while
-    # TLS closes, so the channel would parse on after a 400 and hold a
-    # closing connection open as its producer; and autobahn finds no TLS
-    # connection in it.
+    # delivers to has the TLS protocol as its transport, and so has the
+    # channel when that is its own generic wrapper. The TCP transport hides
+    # TLS's state: its disconnecting stays False while TLS closes, so the
+    # channel would parse on after a 400 and hold a closing connection open
+    # as its producer; and autobahn finds no TLS connection in it. Protocol
+    # wrappers between (the haproxy: endpoint's, policies') stay the
+    # channel's transport: they keep their own disconnecting flag, and
+    # their peer address and accounting.
     wrapper.transport = tlsProtocol
-    if wrapper is not transport:
+    if isinstance(wrapper, _GenericHTTPChannelProtocol) and wrapper._channel is channel:
         channel.transport = tlsProtocol
 
     def handshakeCompleted() -> None:
@@ -897,6 +898,11 @@ class _UpgradeSiteChannel(HTTPChannel):
         )
 
     def dataReceived(self, data: bytes) -> None:
+        transport: Any = self.transport
+        if transport.disconnecting:
+            # Closing (after a 400, or Connection: close): TLS still hands on
+            # the records it reads, which would be parsed as a new request.
+            return
         sniffed = self._sniffed
         if sniffed is None and data and data[0] in _METHOD_START:
             # The common case: the next bytes of a request (or its start).

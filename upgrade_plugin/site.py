@@ -142,9 +142,8 @@ class UpgradeSite(Site):
         super().__setattr__(name, value)
 
     def getResourceFor(self, request: Any) -> Any:
-        # On every request: the cheapest test first (most send no Upgrade),
-        # and no super() object.
-        target = Site.getResourceFor(self, request)
+        target = super().getResourceFor(request)
+        # On every request: the cheapest test first (most send no Upgrade).
         headers = request.requestHeaders
         if headers.hasHeader(b"upgrade") and len(self.upgradeRegistry):
             if isinstance(target, UpgradeResource) and target.registry.offered(
