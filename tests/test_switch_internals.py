@@ -320,3 +320,22 @@ class InternalsTests(SynchronousTestCase):
         self.wrapper.dataReceived(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(seen, [(self.site, True)])
         self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+
+    def test_respondToBadRequestAndDisconnect(self) -> None:
+        """
+        twisted.web answers a malformed request line with
+        C{HTTPChannel._respondToBadRequestAndDisconnect}: a bare 400 and a
+        close.
+        """
+        seen: list[bool] = []
+        original = self.channel._respondToBadRequestAndDisconnect
+
+        def recording() -> None:
+            seen.append(True)
+            original()
+
+        self.channel._respondToBadRequestAndDisconnect = recording
+        self.wrapper.dataReceived(b"GET\r\n")
+        self.assertEqual(seen, [True])
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        self.assertTrue(self.transport.disconnecting)

@@ -25,7 +25,8 @@ This is the ONLY module that touches twisted.web internals. It relies on:
     resource it traversed to, done again for a fallback rendered from
     inside an upgrade resource;
   - C{twisted.web.server.Request._handleStar}, where twisted.web answers
-    C{OPTIONS *} without traversing resources;
+    C{OPTIONS *} without traversing resources, and
+    C{HTTPChannel._respondToBadRequestAndDisconnect}, its 400 and close;
   - for h2c, C{twisted.web._http2.H2Connection}: its C{conn} (the h2 state
     machine), C{_requestReceived} and C{_requestEnded}, C{streams}, and
     C{H2Stream._request}, to make the upgraded request stream 1; and its
@@ -897,12 +898,14 @@ class _UpgradeSiteChannel(HTTPChannel):
             and self._HTTPChannel__first_line  # type: ignore[attr-defined]
         )
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # TLS still hands on the records it has read while it closes: after
+        # this 400 they must not be parsed (as the rest of a rejected
+        # request, or a new one).
+        self.dataReceived = _ignoreData  # type: ignore[method-assign]
+        HTTPChannel._respondToBadRequestAndDisconnect(self)
+
     def dataReceived(self, data: bytes) -> None:
-        transport: Any = self.transport
-        if transport.disconnecting:
-            # Closing (after a 400, or Connection: close): TLS still hands on
-            # the records it reads, which would be parsed as a new request.
-            return
         sniffed = self._sniffed
         if sniffed is None and data and data[0] in _METHOD_START:
             # The common case: the next bytes of a request (or its start).
@@ -953,7 +956,8 @@ class _UpgradeSiteChannel(HTTPChannel):
         pending = self._buffer
         transport: Any = self.transport
         if (
-            _cannotStartRequest(pending)
+            pending
+            and _cannotStartRequest(pending)
             and transport is not None
             and not transport.disconnecting
             and self._atRequestStart()
@@ -969,6 +973,10 @@ class _UpgradeSiteChannel(HTTPChannel):
         _handOver(self, connection)
         connection.makeConnection(transport)
         connection.dataReceived(data)
+
+
+def _ignoreData(data: bytes) -> None:
+    pass
 
 
 def upgradeSiteChannelFactory() -> _GenericHTTPChannelProtocol:

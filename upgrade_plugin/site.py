@@ -113,6 +113,8 @@ class UpgradeSite(Site):
     ) -> None:
         siteArguments.setdefault("logFormatter", upgradeLogFormatter)
         super().__init__(resource, **siteArguments)
+        # What super().getResourceFor is for this instance, found once.
+        self._traverse = super().getResourceFor
         if "requestFactory" not in vars(self):
             self.requestFactory = type(self).requestFactory
         # The site's own copy: h2c, which belongs to this site only, must
@@ -142,8 +144,9 @@ class UpgradeSite(Site):
         super().__setattr__(name, value)
 
     def getResourceFor(self, request: Any) -> Any:
-        target = super().getResourceFor(request)
-        # On every request: the cheapest test first (most send no Upgrade).
+        # On every request: no super() object (the method it finds is kept),
+        # and the cheapest test first (most requests send no Upgrade).
+        target = self._traverse(request)
         headers = request.requestHeaders
         if headers.hasHeader(b"upgrade") and len(self.upgradeRegistry):
             if isinstance(target, UpgradeResource) and target.registry.offered(
