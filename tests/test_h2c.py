@@ -680,6 +680,33 @@ class UpgradeSiteTests(SynchronousTestCase):
             )
         self.assertEqual((len(self.factory.built), len(siteFactory.built)), (2, 2))
 
+    def test_pathProtocolsFirstBehindGzip(self) -> None:
+        """
+        Found by fuzzing: the path's L{UpgradeResource} is seen through an
+        L{EncodingResourceWrapper}.
+        """
+        from twisted.web.resource import EncodingResourceWrapper
+        from twisted.web.server import GzipEncoderFactory
+
+        registry = UpgradeRegistry()
+        registry.register("foo/2", self.factory)
+        self.root.putChild(
+            b"gz",
+            EncodingResourceWrapper(UpgradeResource(registry), [GzipEncoderFactory()]),
+        )
+        siteRegistry = UpgradeRegistry()
+        siteRegistry.register("bar", RecorderFactory())
+        site = UpgradeSite(self.root, siteRegistry, reactor=Clock())
+        offer = [
+            (b"Host", b"x"),
+            (b"Accept-Encoding", b"gzip"),
+            (b"Connection", b"upgrade"),
+            (b"Upgrade", b"bar, foo/2"),
+        ]
+        self.assertEqual(
+            self.exchange(site, rawRequest(path=b"/gz", headers=offer)), SWITCHED_FOO
+        )
+
     def test_h2cAfterThePathsWebSocket(self) -> None:
         """
         Found by fuzzing: C{Upgrade: websocket, h2c} at a WebSocket path of

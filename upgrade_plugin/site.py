@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.web.http import combinedLogFormatter
-from twisted.web.resource import IResource, Resource
+from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
 from twisted.web.server import Site
 
 from ._registry import UpgradeRegistry
@@ -149,7 +149,14 @@ class UpgradeSite(Site):
         target = self._traverse(request)
         headers = request.requestHeaders
         if headers.hasHeader(b"upgrade") and len(self.upgradeRegistry):
-            if isinstance(target, UpgradeResource) and target.registry.offered(
+            # Seen through gzip (an EncodingResourceWrapper proxies its
+            # resource as .original).
+            path = (
+                target.original
+                if isinstance(target, EncodingResourceWrapper)
+                else target
+            )
+            if isinstance(path, UpgradeResource) and path.registry.offered(
                 request.clientproto,
                 headers.getRawHeaders(b"connection"),
                 headers.getRawHeaders(b"upgrade", []),
