@@ -605,6 +605,36 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
         self.assertEqual(rest, b"")
 
     @inlineCallbacks
+    def test_noClientHello(self) -> Any:
+        """
+        Found by fuzzing: a client that never starts the TLS handshake after
+        the 101 is disconnected after the target's C{handshakeTimeout}; the
+        answer waiting inside TLS would otherwise keep the connection
+        through every idle timeout. The channel hears it once.
+        """
+        port = yield self.listen(
+            self.upgradeSite(TLSUpgrade(serverOptions(), handshakeTimeout=0.3))
+        )
+
+        def exchange() -> tuple[bytes, float]:
+            with BlockingClient(port) as client:
+                client.send(get(b"/report", *CUPS_OFFER))
+                head = client.readHead()
+                started = time.monotonic()
+                client.readUntilClosed()
+                return head, time.monotonic() - started
+
+        head, waited = yield self.inThread(exchange)
+        self.assertEqual(head, SWITCHED_12)
+        self.assertLess(waited, 3)
+        [connection] = self.serverConnections
+        for _ in range(100):
+            if connection.lost:
+                break
+            yield sleep(0.01)
+        self.assertTrue(connection.lost)
+
+    @inlineCallbacks
     def test_badRequestInsideTLS(self) -> Any:
         """
         A malformed request inside the upgraded connection gets twisted.web's

@@ -126,11 +126,18 @@ class AcceptTLS:
         (RFC 9110 §7.8), e.g. C{b"TLS/1.2, HTTP/1.1"}.
     @ivar headers: extra header fields for the 101 response: token names,
         values without CR, LF or NUL (L{ValueError} otherwise).
+    @ivar handshakeTimeout: seconds the client has, from the 101, to
+        complete the TLS handshake before the connection is aborted; L{None}
+        for no limit. (The answer is already waiting inside TLS, and TLS
+        closes gracefully only after a handshake: without this a client that
+        never sends its ClientHello keeps the connection through the
+        server's idle timeouts.)
     """
 
     contextFactory: object
     upgrade: bytes
     headers: Sequence[tuple[bytes, bytes]] = ()
+    handshakeTimeout: float | None = 30.0
 
     def __post_init__(self) -> None:
         # Kept as a tuple: an iterator would be spent by the check.

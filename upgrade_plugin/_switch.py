@@ -549,11 +549,14 @@ def startTLS(
     *,
     upgrade: bytes,
     headers: Sequence[tuple[bytes, bytes]],
+    handshakeTimeout: float | None = None,
 ) -> None:
     """
     Answer C{request} with a 101 and start TLS under its HTTP/1.1 channel
     (RFC 2817 §3.3). The channel goes on: the caller then answers the
-    request as usual, and the answer goes out inside TLS.
+    request as usual, and the answer goes out inside TLS. A client that has
+    not completed the handshake C{handshakeTimeout} seconds after the 101
+    is disconnected.
 
     Bytes the client sent after the request (its ClientHello, RFC 9110 §7.8)
     are fed to TLS, not parsed as HTTP. The caller has checked
@@ -591,9 +594,29 @@ def startTLS(
     if isinstance(wrapper, _GenericHTTPChannelProtocol) and wrapper._channel is channel:
         channel.transport = tlsProtocol
 
+    deadline: Any = None
+    if handshakeTimeout is not None:
+        # Answers wait inside TLS for the handshake, and TLS closes
+        # gracefully only after one: idle timeouts would never end the
+        # connection of a client that sends no ClientHello.
+        deadline = channel.callLater(handshakeTimeout, tlsProtocol.abortConnection)
+
+        def lost(reason: Failure) -> None:
+            # The TCP transport tells the TLS protocol (made just now, so
+            # this instance attribute is ours) that the connection is gone.
+            del tlsProtocol.connectionLost
+            if deadline.active():
+                deadline.cancel()
+            tlsProtocol.connectionLost(reason)
+
+        tlsProtocol.connectionLost = lost
+
     def handshakeCompleted() -> None:
         del wrapper.handshakeCompleted
         noLongerProvides(wrapper, IHandshakeListener)
+        if deadline is not None and deadline.active():
+            del tlsProtocol.connectionLost
+            deadline.cancel()
         if channel.transport is not None and not channel.transport.disconnecting:
             networkProducer.registerProducer(channel, True)
 

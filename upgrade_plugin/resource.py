@@ -276,6 +276,7 @@ class UpgradeResource(Resource):
                 decision.contextFactory,
                 upgrade=decision.upgrade,
                 headers=list(decision.headers),
+                handshakeTimeout=decision.handshakeTimeout,
             )
             if self.logDecisions:
                 self._outcome(LogLevel.debug, "accepted", upgradeRequest)

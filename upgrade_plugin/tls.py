@@ -141,12 +141,18 @@ class TLSUpgrade:
         L{contextFactoryFromFiles}.
     @param versions: the C{x.y} versions to accept, newest first; by
         default those the context has not disabled.
+    @param handshakeTimeout: see L{AcceptTLS}.
     """
 
     def __init__(
-        self, contextFactory: Any, *, versions: list[str] | None = None
+        self,
+        contextFactory: Any,
+        *,
+        versions: list[str] | None = None,
+        handshakeTimeout: float | None = 30.0,
     ) -> None:
         self.contextFactory = contextFactory
+        self.handshakeTimeout = handshakeTimeout
         self.versions = (
             versions if versions is not None else contextVersions(contextFactory)
         )
@@ -169,7 +175,11 @@ class TLSUpgrade:
             offered = self.versions[-1]
         elif offered not in self.versions:
             return Decline()
-        return AcceptTLS(contextFactory=self.contextFactory, upgrade=_layered(offered))
+        return AcceptTLS(
+            contextFactory=self.contextFactory,
+            upgrade=_layered(offered),
+            handshakeTimeout=self.handshakeTimeout,
+        )
 
 
 def _layered(version: str) -> bytes:
