@@ -101,6 +101,14 @@ def get(path: bytes, *extra: tuple[bytes, bytes]) -> bytes:
     return rawRequest(b"GET", path, headers=[(b"Host", b"localhost"), *extra])
 
 
+def offerTLS(path: bytes, offer: bytes, connection: bytes = b"Upgrade") -> bytes:
+    """
+    A GET for C{path} offering C{Upgrade: offer} with C{Connection:
+    connection}.
+    """
+    return get(path, (b"Connection", connection), (b"Upgrade", offer))
+
+
 def clientContext() -> ssl.SSLContext:
     """
     A client context that trusts only the throwaway test certificate.
@@ -589,11 +597,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
         def exchange() -> tuple[Answer, bytes]:
             with BlockingClient(port) as client:
                 client.send(
-                    get(
-                        b"/report",
-                        (b"Connection", b"Upgrade, close"),
-                        (b"Upgrade", b"TLS/1.2"),
-                    )
+                    offerTLS(b"/report", b"TLS/1.2", connection=b"Upgrade, close")
                 )
                 client.switchToTLS(SWITCHED_12)
                 return client.readResponse(), client.readUntilClosed()
@@ -730,12 +734,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
         def exchange() -> tuple[Answer, Answer]:
             with BlockingClient(port) as client:
                 client.send(
-                    get(
-                        b"/report?tls10",
-                        (b"Connection", b"Upgrade"),
-                        (b"Upgrade", b"TLS/1.0"),
-                    )
-                    + get(b"/report?next")
+                    offerTLS(b"/report?tls10", b"TLS/1.0") + get(b"/report?next")
                 )
                 return client.readResponse(), client.readResponse()
 
@@ -757,13 +756,7 @@ class UpgradeSiteTests(TLSUpgradeTestCase):
 
         def exchange() -> tuple[bytes, Answer, str | None]:
             with BlockingClient(port) as client:
-                client.send(
-                    get(
-                        b"/report?tls13",
-                        (b"Connection", b"Upgrade"),
-                        (b"Upgrade", b"TLS/1.3"),
-                    )
-                )
+                client.send(offerTLS(b"/report?tls13", b"TLS/1.3"))
                 head = client.switchToTLS(switched(b"1.3"))
                 return head, client.readResponse(), client.tlsVersion
 
@@ -1474,13 +1467,7 @@ class ContextVersionTests(TLSUpgradeTestCase):
                 if declined.code == 101:
                     # Switched to TLS: the cleartext exchange cannot go on.
                     return required, declined, None, None
-                client.send(
-                    get(
-                        b"/report?tls13",
-                        (b"Connection", b"Upgrade"),
-                        (b"Upgrade", b"TLS/1.3"),
-                    )
-                )
+                client.send(offerTLS(b"/report?tls13", b"TLS/1.3"))
                 head = client.switchToTLS(switched(b"1.3"))
                 return required, declined, head, client.readResponse()
 
