@@ -723,6 +723,31 @@ class SwitchTests(Base):
         accepted = Accept(protocol=protocol, headers=once)
         self.assertEqual(accepted.headers, ((b"X-Ok", b"a, b\tc"),))
 
+    def test_invalidHandshakeTimeout(self) -> None:
+        """
+        Found by review: an L{AcceptTLS} or L{TLSUpgrade} whose
+        C{handshakeTimeout} is not L{None} or a number of seconds above 0 is
+        refused when it is made, not after its 101 went out.
+        """
+        from upgrade_plugin.tls import TLSUpgrade
+
+        from .tls import serverOptions
+
+        for seconds in [0, -1, float("nan"), float("inf"), "30", True]:
+            with self.assertRaises(ValueError, msg=repr(seconds)):
+                AcceptTLS(contextFactory=None, upgrade=b"x", handshakeTimeout=seconds)  # type: ignore[arg-type]
+            with self.assertRaises(ValueError, msg=repr(seconds)):
+                TLSUpgrade(serverOptions(), handshakeTimeout=seconds)  # type: ignore[arg-type]
+        for seconds in [None, 0.5, 30]:
+            accepted = AcceptTLS(
+                contextFactory=None, upgrade=b"x", handshakeTimeout=seconds
+            )
+            self.assertEqual(accepted.handshakeTimeout, seconds)
+            self.assertEqual(
+                TLSUpgrade(serverOptions(), handshakeTimeout=seconds).handshakeTimeout,
+                seconds,
+            )
+
     def test_invalidFieldIsServerError(self) -> None:
         """
         A target that tries to accept with an invalid field fails: 500 for

@@ -4,6 +4,7 @@ The contracts between the upgrade machinery and the targets it switches to.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -128,10 +129,11 @@ class AcceptTLS:
         values without CR, LF or NUL (L{ValueError} otherwise).
     @ivar handshakeTimeout: seconds the client has, from the 101, to
         complete the TLS handshake before the connection is aborted; L{None}
-        for no limit. (The answer is already waiting inside TLS, and TLS
-        closes gracefully only after a handshake: without this a client that
-        never sends its ClientHello keeps the connection through the
-        server's idle timeouts.)
+        for no limit (L{ValueError} unless above 0). The answer is already
+        waiting inside TLS, and TLS closes gracefully only after a
+        handshake: without this, a client that never sends its ClientHello
+        outlasts the site's idle timeout by the channel's C{abortTimeout},
+        and a L{twisted.protocols.policies.TimeoutFactory} for good.
     """
 
     contextFactory: object
@@ -143,6 +145,23 @@ class AcceptTLS:
         # Kept as a tuple: an iterator would be spent by the check.
         object.__setattr__(self, "headers", tuple(self.headers))
         _checkFields(self.headers, self.upgrade)
+        checkHandshakeTimeout(self.handshakeTimeout)
+
+
+def checkHandshakeTimeout(seconds: float | None) -> None:
+    """
+    @raise ValueError: unless C{seconds} is L{None} or a finite number of
+        seconds above 0 (a handshake cannot complete in the 101's own
+        reactor turn).
+    """
+    if seconds is None:
+        return
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds < math.inf
+    ):
+        raise ValueError(f"handshakeTimeout must be None or above 0: {seconds!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,14 @@ from twisted.internet import ssl
 from twisted.web.resource import IResource, Resource
 from zope.interface import implementer
 
-from ._interfaces import AcceptTLS, Decision, Decline, IUpgradeTarget, UpgradeRequest
+from ._interfaces import (
+    AcceptTLS,
+    Decision,
+    Decline,
+    IUpgradeTarget,
+    UpgradeRequest,
+    checkHandshakeTimeout,
+)
 from ._registry import UpgradeRegistry
 from ._switch import useEncoding
 from .resource import UpgradeResource, upgradeRequired
@@ -151,6 +158,7 @@ class TLSUpgrade:
         versions: list[str] | None = None,
         handshakeTimeout: float | None = 30.0,
     ) -> None:
+        checkHandshakeTimeout(handshakeTimeout)
         self.contextFactory = contextFactory
         self.handshakeTimeout = handshakeTimeout
         self.versions = (
