@@ -597,8 +597,9 @@ def startTLS(
     deadline: Any = None
     if handshakeTimeout is not None:
         # Answers wait inside TLS for the handshake, and TLS closes
-        # gracefully only after one: idle timeouts would never end the
-        # connection of a client that sends no ClientHello.
+        # gracefully only after one: a client that sends no ClientHello
+        # would outlast the idle timeout by the channel's abortTimeout, and
+        # a TimeoutFactory for good.
         deadline = channel.callLater(handshakeTimeout, tlsProtocol.abortConnection)
 
         def lost(reason: Failure) -> None:

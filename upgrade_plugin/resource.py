@@ -362,7 +362,7 @@ def upgradeRequired(request: Request, upgrade: bytes, body: bytes) -> bytes:
     (§7.8; not on HTTP/2, where they are forbidden) and the human-readable
     C{body} (RFC 2817 §4.2), which is returned.
     """
-    request.setResponseCode(426, b"Upgrade Required")
+    request.setResponseCode(426, _reason(426))
     if _isHTTP1(request):
         request.setHeader(b"upgrade", upgrade)
         _addConnectionUpgrade(request)
